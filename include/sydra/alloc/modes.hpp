@@ -1,0 +1,91 @@
+// The three allocator modes of the seed, as policies, and the one alias the
+// build configures: sydra::alloc::AllocatorHandle.
+//
+//   mode        Shards         Buckets         Fallback
+//   default     NoShards       NoBuckets       GeneralPurposeHeap (Audited<SystemHeap>)
+//   mimalloc    NoShards       NoBuckets       MimallocHeap (Audited in checked builds)
+//   small_pool  ThreadShards   MutexBuckets    Tracked<Audited<SystemHeap>>
+//
+// The configured mode lives in an inline namespace (v1::mode_<name>), so any
+// function that takes an AllocatorHandle is mangled with the mode: objects
+// built against different modes' config.hpp fail to link instead of breaking
+// the one-definition rule in silence.
+#pragma once
+
+#include <sydra/alloc/handle.hpp>
+#include <sydra/alloc/mixin/tracked.hpp>
+#include <sydra/alloc/policy/bucket.hpp>
+#include <sydra/alloc/policy/mimalloc_heap.hpp>
+#include <sydra/alloc/policy/shard.hpp>
+
+#include <string_view>
+
+namespace sydra::alloc {
+inline namespace v1 {
+
+enum class Mode { default_heap = 0, mimalloc = 1, small_pool = 2 };
+
+struct DefaultPolicy {
+  static constexpr const char* name = "default";
+  using Shards = NoShards;
+  using Buckets = NoBuckets;
+  using Fallback = GeneralPurposeHeap;
+};
+
+struct MimallocPolicy {
+  static constexpr const char* name = "mimalloc";
+  using Shards = NoShards;
+  using Buckets = NoBuckets;
+  using Fallback = std::conditional_t<checked, Audited<MimallocHeap>, MimallocHeap>;
+};
+
+struct SmallPoolPolicy {
+  static constexpr const char* name = "small_pool";
+  using Shards = ThreadShards;
+  using Buckets = MutexBuckets<>;
+  using Fallback = Tracked<Audited<SystemHeap>>;
+};
+
+// Common instantiations live in lib/modes.cpp.
+extern template class BasicAllocatorHandle<DefaultPolicy>;
+extern template class BasicAllocatorHandle<MimallocPolicy>;
+extern template class BasicAllocatorHandle<SmallPoolPolicy>;
+
+static_assert(SYDRA_ALLOC_MODE == 0 || SYDRA_ALLOC_MODE == 1 || SYDRA_ALLOC_MODE == 2,
+              "sydra-alloc: unknown allocator mode in config.hpp (SYDRA_ALLOC_MODE must be 0 = default, "
+              "1 = mimalloc or 2 = small_pool)");
+
+#if SYDRA_ALLOC_MODE == 0
+#define SYDRA_ALLOC_MODE_NAMESPACE mode_default
+#elif SYDRA_ALLOC_MODE == 1
+#define SYDRA_ALLOC_MODE_NAMESPACE mode_mimalloc
+#else
+#define SYDRA_ALLOC_MODE_NAMESPACE mode_small_pool
+#endif
+
+inline namespace SYDRA_ALLOC_MODE_NAMESPACE {
+
+inline constexpr Mode configured_mode = static_cast<Mode>(SYDRA_ALLOC_MODE);
+inline constexpr bool is_mimalloc = configured_mode == Mode::mimalloc;
+inline constexpr bool is_small_pool = configured_mode == Mode::small_pool;
+inline constexpr std::string_view mode = is_small_pool ? "small_pool" : is_mimalloc ? "mimalloc" : "default";
+
+// The configured policy, as a type of this namespace so that it carries the mode.
+struct ConfiguredPolicy : std::conditional_t<is_small_pool, SmallPoolPolicy,
+                                             std::conditional_t<is_mimalloc, MimallocPolicy, DefaultPolicy>> {};
+
+using AllocatorHandle = BasicAllocatorHandle<ConfiguredPolicy>;
+
+}  // namespace SYDRA_ALLOC_MODE_NAMESPACE
+
+// Instantiated by the library built for this mode only: linking against a
+// library configured for another mode fails here.
+extern template class BasicAllocatorHandle<ConfiguredPolicy>;
+
+inline namespace SYDRA_ALLOC_MODE_NAMESPACE {
+
+}  // namespace SYDRA_ALLOC_MODE_NAMESPACE
+#undef SYDRA_ALLOC_MODE_NAMESPACE
+
+}  // namespace v1
+}  // namespace sydra::alloc

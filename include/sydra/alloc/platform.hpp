@@ -1,0 +1,54 @@
+// Compiler and sanitizer facts every layer needs; nothing here allocates.
+#pragma once
+
+#include <sydra/alloc/config.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+// A fast path is inlined into its caller; a slow path is kept out of line so
+// that the fast path stays a handful of instructions (snmalloc's split).
+#define SYDRA_FAST_PATH inline __attribute__((always_inline))
+#define SYDRA_SLOW_PATH __attribute__((noinline, cold))
+#define SYDRA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SYDRA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SYDRA_ALLOC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SYDRA_ALLOC_ASAN 1
+#endif
+#endif
+#ifndef SYDRA_ALLOC_ASAN
+#define SYDRA_ALLOC_ASAN 0
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define SYDRA_ALLOC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SYDRA_ALLOC_TSAN 1
+#endif
+#endif
+#ifndef SYDRA_ALLOC_TSAN
+#define SYDRA_ALLOC_TSAN 0
+#endif
+
+// Free-list links live inside freed (poisoned) blocks; only the link accessors
+// may touch them, so only they opt out of ASan instrumentation.
+#if SYDRA_ALLOC_ASAN
+#define SYDRA_NO_ASAN __attribute__((no_sanitize("address")))
+#else
+#define SYDRA_NO_ASAN
+#endif
+
+namespace sydra::alloc {
+inline namespace v1 {
+
+inline constexpr bool checked = SYDRA_ALLOC_CHECKED != 0;
+inline constexpr bool stats_enabled = SYDRA_ALLOC_STATS != 0;
+inline constexpr bool lock_timing_enabled = SYDRA_ALLOC_LOCK_TIMING != 0;
+
+}  // namespace v1
+}  // namespace sydra::alloc

@@ -1,0 +1,14 @@
+// Explicit instantiations of the three modes' handles and the configured one, declared extern in
+// modes.hpp, so that every consumer does not compile them again.
+#include <sydra/alloc/modes.hpp>
+
+namespace sydra::alloc {
+inline namespace v1 {
+
+template class BasicAllocatorHandle<DefaultPolicy>;
+template class BasicAllocatorHandle<MimallocPolicy>;
+template class BasicAllocatorHandle<SmallPoolPolicy>;
+template class BasicAllocatorHandle<ConfiguredPolicy>;
+
+}  // namespace v1
+}  // namespace sydra::alloc
