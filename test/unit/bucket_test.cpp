@@ -1,0 +1,201 @@
+// small_pool's bucket path (MutexBuckets), with the shard manager off so that
+// every small request takes it.
+#include <sydra/alloc.hpp>
+#include <sydra/alloc/format.hpp>
+
+#include "../support/failing_heap.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <thread>
+#include <vector>
+
+namespace sa = sydra::alloc;
+
+namespace {
+
+using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+Pool::Options buckets_only() { return Pool::Options{.pool = {.shards = 0}}; }
+
+std::size_t bucket_of(std::size_t size) {
+  for (std::size_t i = 0; i < sa::class_count; ++i)
+    if (sa::size_classes[i] == size) return i;
+  return sa::class_count;
+}
+
+TEST(SizeClasses, AreTheSeedTableAndLookUpTheSmallestFit) {
+  EXPECT_EQ(sa::size_classes, sa::seed_bucket_sizes);
+  EXPECT_EQ(sa::max_pooled_size, 256u);
+  EXPECT_EQ(sa::size_class_of(1), 0u);
+  EXPECT_EQ(sa::size_class_of(16), 0u);
+  EXPECT_EQ(sa::size_class_of(17), 1u);
+  EXPECT_EQ(sa::size_class_of(24), 1u);
+  EXPECT_EQ(sa::size_class_of(25), 2u);
+  EXPECT_EQ(sa::size_class_of(193), 8u);
+  EXPECT_EQ(sa::size_class_of(256), 8u);
+}
+
+TEST(Buckets, OversizeAndOverAlignedGoToTheFallback) {
+  Pool h(buckets_only());
+  void* big = h.alloc(257, 8);
+  void* huge = h.alloc(10000, 8);
+  void* aligned = h.alloc(16, 16);
+  void* small = h.alloc(16, 8);
+  ASSERT_TRUE(big && huge && aligned && small);
+  EXPECT_EQ(sa::Pagemap::lookup(big), nullptr);
+  EXPECT_EQ(sa::Pagemap::lookup(aligned), nullptr);
+  EXPECT_NE(sa::Pagemap::lookup(small), nullptr);
+  sa::Stats s = h.snapshot_stats();
+  EXPECT_EQ(s.fallback.allocs, 3u);
+  EXPECT_EQ(s.fallback.sizes[0], 1u);  // 16 (over-aligned) <= 64
+  EXPECT_EQ(s.fallback.sizes[3], 1u);  // 257 <= 512
+  EXPECT_EQ(s.fallback.sizes[8], 1u);  // 10000 > 8192: the overflow bin
+  EXPECT_EQ(s.buckets[0].allocations, 1u);
+  h.free(big, 257, 8);
+  h.free(huge, 10000, 8);
+  h.free(aligned, 16, 16);
+  h.free(small, 16, 8);
+  s = h.snapshot_stats();
+  EXPECT_EQ(s.fallback.frees, 3u);
+  EXPECT_EQ(s.buckets[0].frees, 1u);
+}
+
+TEST(Buckets, StatsAreExactAfterAKnownSequence) {
+  Pool h(buckets_only());
+  std::vector<void*> b16, b24, b256;
+  for (int i = 0; i < 10; ++i) b16.push_back(h.alloc(16, 8));
+  for (int i = 0; i < 5; ++i) b24.push_back(h.alloc(20, 4));
+  for (int i = 0; i < 3; ++i) b256.push_back(h.alloc(200, 8));
+  for (int i = 0; i < 4; ++i) h.free(b16[static_cast<std::size_t>(i)], 16, 8);
+
+  const sa::Stats s = h.snapshot_stats();
+  EXPECT_EQ(s.version, sa::Stats::current_version);
+  EXPECT_EQ(s.mode, "small_pool");
+  ASSERT_TRUE(s.has_buckets);
+  EXPECT_FALSE(s.has_shards);
+  const sa::BucketStats& a = s.buckets[0];
+  EXPECT_EQ(a.size, 16u);
+  EXPECT_EQ(a.allocations, 10u);
+  EXPECT_EQ(a.frees, 4u);
+  EXPECT_EQ(a.in_use, 6u);
+  EXPECT_EQ(a.high_water, 10u);
+  EXPECT_EQ(a.refills, 1u);
+  EXPECT_EQ(a.slabs, 1u);
+  const std::uint64_t cap16 = (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / 16;
+  EXPECT_EQ(a.free_blocks, cap16 - 6);
+  EXPECT_EQ(a.lock.acquisitions, 14u);  // one lock per alloc and per free: no scan
+  EXPECT_EQ(s.buckets[1].allocations, 5u);
+  EXPECT_EQ(s.buckets[1].in_use, 5u);
+  EXPECT_EQ(s.buckets[8].allocations, 3u);  // 200 -> the 256 class
+  EXPECT_EQ(s.buckets[8].block_size, 256u);
+  for (std::size_t i : {2u, 3u, 4u, 5u, 6u, 7u}) EXPECT_EQ(s.buckets[i].allocations, 0u) << i;
+  EXPECT_EQ(s.fallback.allocs, 0u);
+
+  for (int i = 4; i < 10; ++i) h.free(b16[static_cast<std::size_t>(i)], 16, 8);
+  for (void* p : b24) h.free(p, 20, 4);
+  for (void* p : b256) h.free(p, 200, 8);
+  EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+TEST(Buckets, EverySizeUsesTheSmallestClassThatFits) {
+  Pool h(buckets_only());
+  std::vector<std::pair<void*, std::size_t>> blocks;
+  for (std::size_t len = 1; len <= 256; ++len) blocks.emplace_back(h.alloc(len, 8), len);
+  const sa::Stats s = h.snapshot_stats();
+  std::uint64_t expected[sa::class_count] = {};
+  for (std::size_t len = 1; len <= 256; ++len) ++expected[sa::size_class_of(len)];
+  for (std::size_t c = 0; c < sa::class_count; ++c) EXPECT_EQ(s.buckets[c].allocations, expected[c]) << c;
+  EXPECT_EQ(expected[bucket_of(24)], 8u);  // 17..24
+  for (auto [p, len] : blocks) h.free(p, len, 8);
+}
+
+TEST(Buckets, ResizeInPlaceWithinAClassAndRemapAcrossClasses) {
+  Pool h(buckets_only());
+  auto* p = static_cast<unsigned char*>(h.alloc(17, 8));  // the 24 class
+  ASSERT_NE(p, nullptr);
+  for (int i = 0; i < 17; ++i) p[i] = static_cast<unsigned char>(i + 1);
+  EXPECT_TRUE(h.resize(p, 17, 8, 24));
+  EXPECT_TRUE(h.resize(p, 24, 8, 18));
+  EXPECT_FALSE(h.resize(p, 18, 8, 25));  // the 32 class: not in place
+  EXPECT_FALSE(h.resize(p, 18, 8, 16));  // the 16 class: a free would not find its size
+  // Across classes: moves and keeps the contents.
+  auto* q = static_cast<unsigned char*>(h.remap(p, 18, 8, 100));
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p);
+  for (int i = 0; i < 17; ++i) ASSERT_EQ(q[i], i + 1);
+  // Out to the fallback and back.
+  auto* r = static_cast<unsigned char*>(h.remap(q, 100, 8, 3000));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(sa::Pagemap::lookup(r), nullptr);
+  for (int i = 0; i < 17; ++i) ASSERT_EQ(r[i], i + 1);
+  auto* t = static_cast<unsigned char*>(h.remap(r, 3000, 8, 40));
+  ASSERT_NE(t, nullptr);
+  EXPECT_NE(sa::Pagemap::lookup(t), nullptr);
+  for (int i = 0; i < 17; ++i) ASSERT_EQ(t[i], i + 1);
+  h.free(t, 40, 8);
+  const sa::Stats s = h.snapshot_stats();
+  EXPECT_EQ(s.fallback.allocs, 1u);
+  EXPECT_EQ(s.fallback.frees, 1u);
+  EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+// The seed scanned every bucket's slabs on free. Here a free reads one
+// pagemap entry and takes one lock, whatever the number of slabs: with 2,000
+// slabs live, every free still costs exactly one lock acquisition and lands
+// the block back in its own bucket.
+TEST(Buckets, FreeFindsItsBucketInO1With2000SlabsLive) {
+  Pool h(buckets_only());
+  const std::size_t per_slab = (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / 256;
+  std::vector<void*> blocks(per_slab * 2000);
+  for (void*& p : blocks) {
+    p = h.alloc(256, 8);
+    ASSERT_NE(p, nullptr);
+  }
+  sa::Stats before = h.snapshot_stats();
+  ASSERT_EQ(before.buckets[8].slabs, 2000u);
+  // Free one block from every 7th slab, in a scattered order.
+  std::size_t freed = 0;
+  for (std::size_t slab = 0; slab < 2000; slab += 7) {
+    void* p = blocks[slab * per_slab + (slab % per_slab)];
+    EXPECT_NE(sa::Pagemap::lookup(p), nullptr);
+    h.free(p, 256, 8);
+    blocks[slab * per_slab + (slab % per_slab)] = nullptr;
+    ++freed;
+  }
+  sa::Stats after = h.snapshot_stats();
+  EXPECT_EQ(after.buckets[8].lock.acquisitions - before.buckets[8].lock.acquisitions, freed);
+  EXPECT_EQ(after.buckets[8].in_use, blocks.size() - freed);
+  EXPECT_EQ(after.buckets[8].slabs, 2000u);
+  for (std::size_t c = 0; c < 8; ++c) EXPECT_EQ(after.buckets[c].lock.acquisitions, 0u);
+  for (void* p : blocks)
+    if (p != nullptr) h.free(p, 256, 8);
+  EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+using FailingPool = sa::BasicAllocatorHandle<sa::test::FailingSmallPool>;
+
+TEST(Buckets, AFailedRefillGivesNullptrReleasesTheLockAndRecovers) {
+  sa::test::FailPlan plan;
+  FailingPool h(FailingPool::Options{.pool = {.shards = 0}, .fallback = {.plan = &plan}});
+  plan.exhausted = true;
+  EXPECT_EQ(h.alloc(32, 8), nullptr);
+  EXPECT_EQ(plan.live.load(), 0);  // nothing half-built was kept
+  // The bucket lock must be free: another thread can take the same bucket.
+  auto other = std::async(std::launch::async, [&] { return h.alloc(32, 8); });
+  ASSERT_EQ(other.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "bucket lock still held";
+  EXPECT_EQ(other.get(), nullptr);
+  plan.exhausted = false;
+  void* p = h.alloc(32, 8);
+  ASSERT_NE(p, nullptr);
+  const sa::Stats s = h.snapshot_stats();
+  EXPECT_EQ(s.buckets[2].allocations, 1u);
+  EXPECT_EQ(s.buckets[2].refills, 1u);
+  h.free(p, 32, 8);
+  EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+
+}  // namespace

@@ -1,0 +1,144 @@
+// The Stats snapshot: fmt table, JSON with the same numbers, never torn.
+#include <sydra/alloc.hpp>
+#include <sydra/alloc/format.hpp>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace sa = sydra::alloc;
+using json = nlohmann::json;
+
+namespace {
+
+using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+
+void expect_json_matches(const sa::Stats& s, const json& j) {
+  EXPECT_EQ(j["version"], s.version);
+  EXPECT_EQ(j["mode"], std::string(s.mode));
+  EXPECT_EQ(j["has_buckets"], s.has_buckets);
+  EXPECT_EQ(j["has_shards"], s.has_shards);
+  ASSERT_EQ(j["buckets"].size(), s.buckets.size());
+  for (std::size_t i = 0; i < s.buckets.size(); ++i) {
+    const auto& b = s.buckets[i];
+    const json& jb = j["buckets"][i];
+    EXPECT_EQ(jb["size"], b.size);
+    EXPECT_EQ(jb["block_size"], b.block_size);
+    EXPECT_EQ(jb["allocations"], b.allocations);
+    EXPECT_EQ(jb["frees"], b.frees);
+    EXPECT_EQ(jb["refills"], b.refills);
+    EXPECT_EQ(jb["in_use"], b.in_use);
+    EXPECT_EQ(jb["high_water"], b.high_water);
+    EXPECT_EQ(jb["slabs"], b.slabs);
+    EXPECT_EQ(jb["free_blocks"], b.free_blocks);
+    EXPECT_EQ(jb["lock"]["acquisitions"], b.lock.acquisitions);
+    EXPECT_EQ(jb["lock"]["contended"], b.lock.contended);
+    EXPECT_EQ(jb["lock"]["wait_ns"], b.lock.wait_ns);
+    EXPECT_EQ(jb["lock"]["max_wait_ns"], b.lock.max_wait_ns);
+    EXPECT_EQ(jb["lock"]["hold_ns"], b.lock.hold_ns);
+    EXPECT_EQ(jb["lock"]["hold_samples"], b.lock.hold_samples);
+    EXPECT_EQ(jb["lock"]["threshold_ns"], b.lock.threshold_ns);
+  }
+  const json& f = j["fallback"];
+  EXPECT_EQ(f["allocs"], s.fallback.allocs);
+  EXPECT_EQ(f["frees"], s.fallback.frees);
+  EXPECT_EQ(f["resizes"], s.fallback.resizes);
+  EXPECT_EQ(f["remaps"], s.fallback.remaps);
+  ASSERT_EQ(f["sizes"].size(), s.fallback.sizes.size());
+  for (std::size_t i = 0; i < s.fallback.sizes.size(); ++i) EXPECT_EQ(f["sizes"][i], s.fallback.sizes[i]);
+  ASSERT_EQ(f["size_bounds"].size(), sa::FallbackStats::bounds.size());
+  for (std::size_t i = 0; i < sa::FallbackStats::bounds.size(); ++i)
+    EXPECT_EQ(f["size_bounds"][i], sa::FallbackStats::bounds[i]);
+  const json& h = j["shards"];
+  EXPECT_EQ(h["shard_count"], s.shards.shard_count);
+  EXPECT_EQ(h["alloc_hits"], s.shards.alloc_hits);
+  EXPECT_EQ(h["alloc_misses"], s.shards.alloc_misses);
+  EXPECT_EQ(h["deferred_total"], s.shards.deferred_total);
+  EXPECT_EQ(h["reclaimed_total"], s.shards.reclaimed_total);
+  EXPECT_EQ(h["backlog"], s.shards.backlog);
+  EXPECT_EQ(h["current_epoch"], s.shards.current_epoch);
+  EXPECT_EQ(h["min_pinned_epoch"], s.shards.min_pinned_epoch);
+  EXPECT_EQ(h["pinned_threads"], s.shards.pinned_threads);
+  ASSERT_EQ(h["per_shard"].size(), s.shards.shards.size());
+  for (std::size_t i = 0; i < s.shards.shards.size(); ++i) {
+    const auto& sh = s.shards.shards[i];
+    const json& js = h["per_shard"][i];
+    EXPECT_EQ(js["index"], sh.index);
+    EXPECT_EQ(js["owned"], sh.owned);
+    EXPECT_EQ(js["alloc_hits"], sh.alloc_hits);
+    EXPECT_EQ(js["backlog"], sh.backlog);
+    for (std::size_t c = 0; c < sh.classes.size(); ++c) {
+      EXPECT_EQ(js["classes"][c]["size"], sh.classes[c].size);
+      EXPECT_EQ(js["classes"][c]["allocations"], sh.classes[c].allocations);
+      EXPECT_EQ(js["classes"][c]["in_use"], sh.classes[c].in_use);
+      EXPECT_EQ(js["classes"][c]["deferred"], sh.classes[c].deferred);
+      EXPECT_EQ(js["classes"][c]["reclaimed"], sh.classes[c].reclaimed);
+    }
+  }
+}
+
+TEST(Stats, JsonParsesAndHoldsTheStructsNumbers) {
+  Pool h(Pool::Options{.pool = {.shards = 2}});
+  std::vector<std::pair<void*, std::size_t>> live;
+  for (std::size_t len : {8u, 16u, 30u, 64u, 100u, 256u, 300u, 1000u, 9000u}) live.emplace_back(h.alloc(len, 8), len);
+  std::thread other([&] {  // a bucket-path and a cross-thread user
+    void* p = h.alloc(48, 8);
+    h.free(p, 48, 8);
+    h.free(live[0].first, live[0].second, 8);
+  });
+  other.join();
+  live.erase(live.begin());
+  const sa::Stats s = h.snapshot_stats();
+  const json j = json::parse(sa::to_json(s));  // throws (and fails the test) if malformed
+  expect_json_matches(s, j);
+  EXPECT_GT(s.shards.alloc_hits, 0u);
+  EXPECT_EQ(s.shards.deferred_total, 1u);
+  for (auto [p, len] : live) h.free(p, len, 8);
+  h.collect_garbage();
+}
+
+TEST(Stats, TableNamesEveryBucketAndTheHistogram) {
+  Pool h(Pool::Options{.pool = {.shards = 0}});
+  void* p = h.alloc(100, 8);
+  void* q = h.alloc(5000, 8);
+  const std::string table = fmt::format("{}", h.snapshot_stats());
+  EXPECT_NE(table.find("sydra-alloc stats v1 (mode small_pool)"), std::string::npos) << table;
+  for (auto size : sa::size_classes) EXPECT_NE(table.find(fmt::format("\n{:>6} ", size)), std::string::npos) << size;
+  EXPECT_NE(table.find("fallback: allocs 1 frees 0"), std::string::npos) << table;
+  EXPECT_NE(table.find("8192"), std::string::npos);
+  h.free(p, 100, 8);
+  h.free(q, 5000, 8);
+}
+
+// Snapshots taken while two threads allocate and free never show a bucket
+// whose counters disagree with each other.
+TEST(Stats, SnapshotsNeverTearUnderConcurrentUse) {
+  Pool h(Pool::Options{.pool = {.shards = 0}});
+  std::atomic<bool> stop{false};
+  auto work = [&](std::size_t len) {
+    std::vector<void*> mine;
+    while (!stop.load(std::memory_order_relaxed)) {
+      for (int i = 0; i < 64; ++i) mine.push_back(h.alloc(len, 8));
+      for (void* p : mine) h.free(p, len, 8);
+      mine.clear();
+    }
+  };
+  std::thread a(work, 32), b(work, 200);
+  for (int i = 0; i < 300; ++i) {
+    const sa::Stats s = h.snapshot_stats();
+    for (const auto& bk : s.buckets) {
+      ASSERT_EQ(bk.in_use, bk.allocations - bk.frees);
+      ASSERT_LE(bk.in_use, bk.high_water);
+      ASSERT_EQ(bk.free_blocks + bk.in_use, bk.slabs * ((sa::slab_bytes - sa::SlabHeader::blocks_offset()) / bk.size));
+    }
+  }
+  stop = true;
+  a.join();
+  b.join();
+  EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+}  // namespace
