@@ -95,14 +95,8 @@ class ThreadShards final : detail::ShardManagerBase {
     auto* n = static_cast<FreeNode*>(mem);
     track::on_take_back(n, slab->block_size);
     const detail::ShardCache& tc = detail::shard_cache;
-    if (SYDRA_LIKELY(tc.manager_id == id_ && tc.shard == owner)) {
-      Local& c = owner->local[slab->size_class];
-      store_link(n, c.free);
-      c.free = n;
-      c.frees.bump();
-      return;
-    }
-    defer(*owner, slab->size_class, n);
+    if (SYDRA_LIKELY(tc.manager_id == id_ && tc.shard == owner)) return free_local(*owner, slab->size_class, n);
+    free_not_cached(*owner, slab->size_class, n);
   }
   // ---- End of the fast path --------------------------------------------------
 
@@ -281,6 +275,20 @@ class ThreadShards final : detail::ShardManagerBase {
       static_cast<Shard*>(shard)->owner_thread.store(0, std::memory_order_release);
       available_.fetch_add(1, std::memory_order_relaxed);
     }
+  }
+
+  SYDRA_FAST_PATH static void free_local(Shard& owner, unsigned cls, FreeNode* n) noexcept {
+    Local& c = owner.local[cls];
+    store_link(n, c.free);
+    c.free = n;
+    c.frees.bump();
+  }
+
+  // The cache names another handle's shard (or none): this thread may still
+  // own the block's shard, in which case the free is local after all.
+  SYDRA_SLOW_PATH void free_not_cached(Shard& owner, unsigned cls, FreeNode* n) noexcept {
+    if (owner.owner_thread.load(std::memory_order_relaxed) == detail::thread_token()) return free_local(owner, cls, n);
+    defer(owner, cls, n);
   }
 
   void defer(Shard& owner, unsigned cls, FreeNode* n) noexcept {
