@@ -1,0 +1,180 @@
+// Concurrency stress, in every mode: threads swap blocks through atomic
+// slots, so most frees happen on another thread than the alloc. Every block
+// carries a cookie and a fill pattern, checked when it is freed. Some threads
+// exit with blocks still live in the slots; new threads take their place.
+// With epochs (small_pool), readers pin, and some blocks are retired instead
+// of freed. Stats are sampled during the run (never torn) and the final
+// counts must be exact.
+//
+// SYDRA_STRESS_SCALE multiplies the work (the soak suite sets it);
+// SYDRA_STRESS_SEED replays a run. The seed is always printed.
+#include <sydra/alloc.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sa = sydra::alloc;
+
+namespace {
+
+constexpr std::size_t slot_count = 512;
+constexpr int threads_at_once = 4;
+constexpr int generations = 3;  // each thread slot is run by 3 threads in turn
+
+struct Header {
+  std::uint64_t len;
+  std::uint64_t cookie;
+};
+
+std::uint64_t cookie_of(const void* p, std::size_t len) {
+  return (reinterpret_cast<std::uintptr_t>(p) * 0x9E3779B97F4A7C15ull) ^ (len * 0xC2B2AE3D27D4EB4Full) ^ 0x5A5A;
+}
+unsigned char fill_of(std::uint64_t cookie) { return static_cast<unsigned char>(cookie >> 56); }
+
+double scale() {
+  const char* s = std::getenv("SYDRA_STRESS_SCALE");
+  return s != nullptr ? std::atof(s) : 1.0;
+}
+unsigned seed() {
+  const char* s = std::getenv("SYDRA_STRESS_SEED");
+  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
+}
+
+template <class H>
+concept Epochs = requires(H& h) { h.retire(nullptr, 0, 0); };
+template <class H>
+concept Snapshots = requires(H& h) { h.snapshot_stats(); };
+
+struct Counts {
+  std::atomic<std::uint64_t> pooled{0}, fallback{0}, checked{0};
+};
+
+bool pooled_request(std::size_t len, std::size_t align) { return len <= sa::max_pooled_size && align <= 8; }
+
+void check_block(void* p, std::size_t align) {
+  auto* h = static_cast<Header*>(p);
+  ASSERT_EQ(h->cookie, cookie_of(p, h->len)) << "cookie overwritten: block corrupted or handed out twice";
+  const unsigned char f = fill_of(h->cookie);
+  const auto* bytes = static_cast<const unsigned char*>(p);
+  for (std::size_t i = sizeof(Header); i < h->len; ++i) ASSERT_EQ(bytes[i], f) << "byte " << i << " of " << h->len;
+  (void)align;
+}
+
+template <class Handle>
+void run_stress() {
+  const unsigned s = seed();
+  const double k = scale();
+  const int ops = static_cast<int>(20000 * k);
+  std::printf("stress seed=%u scale=%.2f ops/thread=%d mode=%s\n", s, k, ops, std::string(sa::mode).c_str());
+  std::fflush(stdout);
+
+  Handle h;
+  std::vector<std::atomic<void*>> slots(slot_count);
+  std::vector<std::atomic<std::size_t>> slot_align(slot_count);
+  Counts counts;
+
+  auto release = [&](void* p, std::size_t align, std::mt19937_64& rng) {
+    check_block(p, align);
+    const std::size_t len = static_cast<Header*>(p)->len;
+    if constexpr (Epochs<Handle>) {
+      if (rng() % 8 == 0) {
+        ASSERT_TRUE(h.retire(p, len, align));
+        return;
+      }
+    }
+    h.free(p, len, align);
+  };
+
+  auto worker = [&](unsigned tseed) {
+    std::mt19937_64 rng(tseed);
+    for (int i = 0; i < ops; ++i) {
+      const auto roll = rng() % 100;
+      std::size_t len = roll < 90 ? 16 + rng() % 241 : 257 + rng() % 6000;
+      const std::size_t align = roll % 10 == 3 ? 64 : 8;
+      void* p = h.alloc(len, align);
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u);
+      (pooled_request(len, align) ? counts.pooled : counts.fallback).fetch_add(1, std::memory_order_relaxed);
+      auto* hd = static_cast<Header*>(p);
+      hd->len = len;
+      hd->cookie = cookie_of(p, len);
+      std::memset(hd + 1, fill_of(hd->cookie), len - sizeof(Header));
+
+      const std::size_t slot = rng() % slot_count;
+      std::optional<std::uint64_t> pin;
+      if constexpr (Epochs<Handle>) {
+        if (rng() % 4 == 0) pin = h.enter_epoch();
+      }
+      // Publish our block; take whatever was there. The slot's alignment
+      // travels with it (written before the pointer is published).
+      std::size_t old_align = slot_align[slot].exchange(align, std::memory_order_acq_rel);
+      void* old = slots[slot].exchange(p, std::memory_order_acq_rel);
+      if (old != nullptr) {
+        release(old, old_align, rng);
+        counts.checked.fetch_add(1, std::memory_order_relaxed);
+      }
+      if constexpr (Epochs<Handle>) {
+        if (pin) h.leave_epoch(*pin);
+        if (rng() % 512 == 0) h.collect_garbage();
+      }
+      if constexpr (Snapshots<Handle>) {
+        if (rng() % 2048 == 0) {
+          const sa::Stats st = h.snapshot_stats();
+          for (const auto& b : st.buckets) {
+            ASSERT_EQ(b.in_use, b.allocations - b.frees);
+            ASSERT_LE(b.in_use, b.high_water);
+          }
+          ASSERT_LE(st.shards.reclaimed_total, st.shards.deferred_total);
+          ASSERT_GE(st.fallback.allocs, st.fallback.frees);
+        }
+      }
+    }
+  };
+
+  std::mt19937 seeds(s);
+  for (int gen = 0; gen < generations; ++gen) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads_at_once; ++t) ts.emplace_back(worker, seeds());
+    for (auto& t : ts) t.join();  // these threads exit with their blocks still in the slots
+  }
+  std::mt19937_64 rng(s);
+  for (std::size_t i = 0; i < slot_count; ++i) {
+    void* p = slots[i].exchange(nullptr);
+    if (p != nullptr) release(p, slot_align[i].load(), rng);
+  }
+
+  if constexpr (Epochs<Handle>) {
+    h.collect_garbage();
+    h.collect_garbage();
+  }
+  EXPECT_EQ(h.leaks(), sa::LeakReport{}) << "seed " << s;
+  EXPECT_GT(counts.checked.load(), static_cast<std::uint64_t>(ops));
+  if constexpr (Snapshots<Handle>) {
+    const sa::Stats st = h.snapshot_stats();
+    std::uint64_t bucket_allocs = 0, bucket_in_use = 0;
+    for (const auto& b : st.buckets) {
+      bucket_allocs += b.allocations;
+      bucket_in_use += b.in_use;
+    }
+    EXPECT_EQ(bucket_allocs + st.shards.alloc_hits, counts.pooled.load()) << "seed " << s;
+    EXPECT_EQ(st.fallback.allocs, counts.fallback.load()) << "seed " << s;
+    EXPECT_EQ(st.fallback.frees, counts.fallback.load()) << "seed " << s;
+    EXPECT_EQ(bucket_in_use, 0u);
+    EXPECT_EQ(st.shards.backlog, 0u);
+    EXPECT_EQ(st.shards.deferred_total, st.shards.reclaimed_total);
+    EXPECT_EQ(st.shards.pinned_threads, 0u);
+  }
+}
+
+TEST(Stress, CrossThreadSwapsWithCookiesAndExactCounts) { run_stress<sa::AllocatorHandle>(); }
+
+}  // namespace
