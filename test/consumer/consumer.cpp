@@ -1,0 +1,31 @@
+// Engine-side code: templates over the handle, the type-erased Allocator,
+// the STL adapter, and the stats where the mode has them.
+#include <sydra/alloc.hpp>
+#include <sydra/alloc/format.hpp>
+#include <sydra/alloc/stl.hpp>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace sa = sydra::alloc;
+
+template <class Handle>
+int use(Handle& h, const std::string& expected) {
+  std::vector<int, sa::StlAllocator<int>> v{sa::StlAllocator<int>(h.allocator())};
+  for (int i = 0; i < 1000; ++i) v.push_back(i);
+  if (v[999] != 999) return 1;
+  if constexpr (requires { h.snapshot_stats(); }) {
+    const std::string json = sa::to_json(h.snapshot_stats());
+    if (json.find("\"mode\":\"" + expected + "\"") == std::string::npos) return 2;
+  }
+  return sa::mode == expected ? 0 : 3;
+}
+
+int main(int argc, char** argv) {
+  const std::string expected = argc > 1 ? argv[1] : "small_pool";
+  sa::AllocatorHandle h;
+  const int rc = use(h, expected);
+  std::printf("consumer: mode %s, expected %s, rc %d\n", std::string(sa::mode).c_str(), expected.c_str(), rc);
+  return rc;
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Every test of every mode, as CI runs it. From a fresh Debian 12 machine:
+#   ./tools/test-all.sh
+# Tiers (times seen on 2 cores): see README.md "Test tiers".
+#   1. debug build, checked: unit tests of all three modes, stress smoke,
+#      compile-fail and link tests, the configured alias, the demo
+#   2. one build folder per allocator_mode (+ allocator_shards=0), testing the
+#      configured alias; a bogus mode must be refused
+#   3. install + consumer projects (pkg-config and subproject)
+#   4. ASan+UBSan build, all suites
+#   5. TSan build, all suites
+#   6. Valgrind over the unit and stress tests
+#   7. libFuzzer, 60 s
+# Environment: SKIP_DEPS=1 skips the package check; FUZZ_SECONDS (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+"$root/tools/deps.sh" test
+
+tier() { printf '\n=== %s ===\n' "$*"; tier_start=$(date +%s); }
+tier_done() { echo "--- done in $(( $(date +%s) - tier_start ))s"; }
+setup() {  # setup DIR [meson options...]: configure, or reconfigure if present
+  local dir=$1; shift
+  if [ -d "$dir/meson-private" ]; then meson setup --reconfigure "$dir" "$@" >/dev/null
+  else meson setup "$dir" "$@" >/dev/null; fi
+}
+run_tests() {  # run_tests DIR [meson test options...]
+  local dir=$1; shift
+  meson test -C "$dir" --print-errorlogs "$@"
+}
+common=(--wrap-mode=nofallback)
+total_start=$(date +%s)
+
+tier "1. debug build (checked), every mode's tests"
+setup build "${common[@]}" -Dallocator_mode=small_pool -Dbenchmarks=disabled
+ninja -C build
+run_tests build
+tier_done
+
+tier "2. one build per allocator_mode: the configured alias"
+for m in default mimalloc small_pool; do
+  setup "build-mode-$m" "${common[@]}" -Dallocator_mode=$m -Dbenchmarks=disabled
+  ninja -C "build-mode-$m" test/configured-alias examples/demo
+  run_tests "build-mode-$m" --suite configured
+done
+setup build-mode-noshards "${common[@]}" -Dallocator_mode=small_pool -Dallocator_shards=0 -Dbenchmarks=disabled
+ninja -C build-mode-noshards test/configured-alias examples/demo
+run_tests build-mode-noshards --suite configured
+rm -rf build-bogus
+if meson setup build-bogus "${common[@]}" -Dallocator_mode=bogus >build-bogus.log 2>&1; then
+  echo "FAIL: -Dallocator_mode=bogus was accepted"; exit 1
+fi
+grep -q 'allocator_mode' build-bogus.log || { echo "FAIL: no clear message for a bogus mode"; cat build-bogus.log; exit 1; }
+echo "ok: -Dallocator_mode=bogus refused: $(grep -m1 'allocator_mode' build-bogus.log)"
+rm -rf build-bogus build-bogus.log
+tier_done
+
+tier "3. installed library and consumer projects"
+"$root/test/consumer/run.sh" "$root"
+tier_done
+
+tier "4. ASan + UBSan, every suite"
+setup build-asan "${common[@]}" -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=disabled \
+  -Dchecked=true
+ninja -C build-asan
+ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  SYDRA_STRESS_SCALE=0.5 run_tests build-asan
+tier_done
+
+tier "5. TSan, every suite"
+setup build-tsan "${common[@]}" -Db_sanitize=thread -Db_lundef=false -Dbenchmarks=disabled -Dchecked=true
+ninja -C build-tsan
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 SYDRA_STRESS_SCALE=0.25 run_tests build-tsan
+tier_done
+
+tier "6. Valgrind (memcheck) over the unit and stress tests"
+# Death tests fork and re-exec, which Valgrind cannot follow; they run in tiers 1, 4 and 5.
+SYDRA_STRESS_SCALE=0.1 run_tests build --suite unit --suite stress \
+  --wrapper 'valgrind --error-exitcode=42 --leak-check=full --errors-for-leak-kinds=definite --quiet' \
+  --test-args=--gtest_filter=-Misuse*:*DeathTest* --timeout-multiplier 10
+tier_done
+
+tier "7. libFuzzer differential harness, ${FUZZ_SECONDS:-60} s"
+"$root/tools/fuzz.sh" "${FUZZ_SECONDS:-60}"
+tier_done
+
+echo
+echo "all tiers passed in $(( $(date +%s) - total_start ))s"
