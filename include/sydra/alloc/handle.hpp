@@ -139,10 +139,14 @@ class BasicAllocatorHandle {
     return r;
   }
 
+  // Optional members are templates over a defaulted parameter, so an explicit
+  // instantiation of the handle (lib/modes.cpp) never instantiates one whose
+  // mixin the policy lacks.
+
   // ---- Stats mixin -----------------------------------------------------------
-  Stats snapshot_stats() noexcept
-    requires(StatsSource<Fallback> || StatsSource<Buckets> || StatsSource<Shards>)
-  {
+  template <class F = Fallback>
+    requires(StatsSource<F> || StatsSource<Buckets> || StatsSource<Shards>)
+  Stats snapshot_stats() noexcept {
     Stats s;
     s.mode = Policy::name;
     if constexpr (StatsSource<Fallback>) fallback_.collect_stats(s);
@@ -154,28 +158,28 @@ class BasicAllocatorHandle {
   // ---- Epoch mixin -----------------------------------------------------------
   // Empty optionals when no shard manager runs (allocator_shards = 0, or it
   // could not be created), exactly as in the seed.
-  std::optional<std::uint64_t> enter_epoch() noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  std::optional<std::uint64_t> enter_epoch() noexcept {
     return shards_.enter_epoch();
   }
-  void leave_epoch(std::uint64_t observed) noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  void leave_epoch(std::uint64_t observed) noexcept {
     shards_.leave_epoch(observed);
   }
-  std::optional<std::uint64_t> advance_epoch() noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  std::optional<std::uint64_t> advance_epoch() noexcept {
     return shards_.advance_epoch();
   }
 
   // Frees the block once no thread pinned at or before the current epoch is
   // still pinned. False only when the bookkeeping for a non-shard block could
   // not be allocated: the block is then untouched and still the caller's.
-  bool retire(void* mem, std::size_t len, std::size_t align) noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  bool retire(void* mem, std::size_t len, std::size_t align) noexcept {
     if (mem == nullptr || len == 0) return true;
     align = normalize_align(align);
     if (!shards_.running()) {  // nobody can be pinned: nothing to wait for
@@ -201,9 +205,9 @@ class BasicAllocatorHandle {
 
   // Reclaims every deferred block the epoch invariant allows, in every shard
   // and in the retire list. Safe from any thread. Returns the blocks reclaimed.
-  std::size_t collect_garbage() noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  std::size_t collect_garbage() noexcept {
     const std::size_t moved = shards_.collect();
     return moved + drain_retired(shards_.min_pinned());
   }
@@ -271,9 +275,9 @@ class BasicAllocatorHandle {
     return p;
   }
 
-  std::size_t drain_retired(std::uint64_t safe_below) noexcept
-    requires has_epochs
-  {
+  template <class S = Shards>
+    requires EpochSource<S>
+  std::size_t drain_retired(std::uint64_t safe_below) noexcept {
     detail::RetiredRecord* all = retired_.exchange(nullptr, std::memory_order_acquire);
     detail::RetiredRecord* keep = nullptr;
     std::size_t freed = 0;

@@ -10,7 +10,10 @@
 #if SYDRA_ALLOC_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
-#if __has_include(<valgrind/memcheck.h>) && !SYDRA_ALLOC_ASAN && !SYDRA_ALLOC_TSAN
+// Valgrind client requests cost a few instructions each even outside
+// Valgrind, so they are compiled into checked builds only (the test command
+// runs Valgrind over a checked build); release fast paths carry none.
+#if SYDRA_ALLOC_CHECKED && __has_include(<valgrind/memcheck.h>) && !SYDRA_ALLOC_ASAN && !SYDRA_ALLOC_TSAN
 #include <valgrind/memcheck.h>
 #define SYDRA_ALLOC_VALGRIND 1
 #else

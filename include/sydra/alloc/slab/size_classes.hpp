@@ -4,7 +4,7 @@
 // block's class never depends on which path served it.
 #pragma once
 
-#include <sydra/alloc/platform.hpp>
+#include <sydra/alloc/request.hpp>
 
 #include <array>
 #include <bit>
@@ -100,13 +100,14 @@ consteval bool bounds_ok() {
   for (std::size_t i = 0; i < fallback_bounds.size(); ++i)
     if (!std::has_single_bit(fallback_bounds[i]) || (i > 0 && fallback_bounds[i] != 2 * fallback_bounds[i - 1]))
       return false;
-  for (std::size_t len = 1; len <= 2 * fallback_bounds.back(); ++len) {
-    const std::size_t b = fallback_bin_of(len);
-    if (b < fallback_bounds.size() && (len > fallback_bounds[b] || (b > 0 && len <= fallback_bounds[b - 1])))
+  // Each bin's edges: its bound lands in it, one byte more lands in the next.
+  if (fallback_bin_of(1) != 0) return false;
+  for (std::size_t i = 0; i < fallback_bounds.size(); ++i) {
+    if (fallback_bin_of(fallback_bounds[i]) != i || fallback_bin_of(fallback_bounds[i] + 1) != i + 1) return false;
+    if (fallback_bin_of(fallback_bounds[i] - 1) != (i == 0 || fallback_bounds[i] - 1 > fallback_bounds[i - 1] ? i : i - 1))
       return false;
-    if (b == fallback_bounds.size() && len <= fallback_bounds.back()) return false;
   }
-  return true;
+  return fallback_bin_of(max_request) == fallback_bounds.size();
 }
 }  // namespace detail
 static_assert(detail::classes_ok(), "size classes must be sorted, 8-aligned and at least 16 bytes");
