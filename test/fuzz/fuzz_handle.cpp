@@ -15,13 +15,15 @@
 // collect_garbage(), so the handle is clean (leaks() == 0) for the next one.
 //
 // Input format: a stream of operations, each an opcode byte (% 20) followed
-// by its argument bytes (see run_one); missing bytes read as 0.
+// by its argument bytes (see run_one); missing bytes read as 0. Set
+// FUZZ_HANDLE_TRACE=1 to print each operation when replaying an input.
 #include <sydra/alloc/modes.hpp>
 #include <sydra/alloc/slab/pagemap.hpp>
 
 #include <malloc.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdarg>
 #include <cstddef>
@@ -359,6 +361,7 @@ class Model {
   std::size_t len_of(std::size_t i) const { return live_[i].len; }
   std::size_t align_of(std::size_t i) const { return live_[i].align; }
   bool pending_full() const { return pending_.size() >= kMaxPending; }
+  bool pinned() const { return pin_.has_value(); }
 
  private:
   std::uint64_t next_epoch(std::uint64_t cur) const {
@@ -608,6 +611,18 @@ std::size_t draw_new_len(Reader& r, std::size_t old_len, std::size_t align) {
   return draw_len(r, align);
 }
 
+bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("FUZZ_HANDLE_TRACE");
+    return v != nullptr && *v != '\0' && *v != '0';
+  }();
+  return on;
+}
+#define TRACE(...)                                          \
+  do {                                                      \
+    if (tracing()) std::fprintf(stderr, "op: " __VA_ARGS__); \
+  } while (0)
+
 void run_one(Reader& r) {
   Handle& h = handle();
   Model m(h);
@@ -618,43 +633,66 @@ void run_one(Reader& r) {
       case 0: case 1: case 2: case 3: case 4: case 5: {  // alloc(align, len)
         const std::size_t align = draw_align(r);
         const std::size_t len = draw_len(r, align);
-        if (m.live_count() >= kMaxLive)
+        if (m.live_count() >= kMaxLive) {
+          TRACE("free #%zu (at the cap)\n", m.pick(static_cast<std::uint8_t>(len)));
           m.free(m.pick(static_cast<std::uint8_t>(len)));
-        else
+        } else {
+          TRACE("alloc(%zu, %zu)\n", len, align);
           m.alloc(len, align);
+        }
         break;
       }
       case 6: case 7: case 8: {  // free(index)
         const std::uint8_t i = r.u8();
-        if (m.live_count() != 0) m.free(m.pick(i));
+        if (m.live_count() == 0) break;
+        TRACE("free #%zu (len %zu, align %zu)\n", m.pick(i), m.len_of(m.pick(i)), m.align_of(m.pick(i)));
+        m.free(m.pick(i));
         break;
       }
       case 9: case 10: {  // resize(index, new_len)
         const std::uint8_t i = r.u8();
         if (m.live_count() == 0) break;
         const std::size_t k = m.pick(i);
-        m.resize(k, draw_new_len(r, m.len_of(k), m.align_of(k)));
+        const std::size_t n = draw_new_len(r, m.len_of(k), m.align_of(k));
+        TRACE("resize #%zu (len %zu, align %zu) to %zu\n", k, m.len_of(k), m.align_of(k), n);
+        m.resize(k, n);
         break;
       }
       case 11: case 12: case 13: {  // remap(index, new_len)
         const std::uint8_t i = r.u8();
         if (m.live_count() == 0) break;
         const std::size_t k = m.pick(i);
-        m.remap(k, draw_new_len(r, m.len_of(k), m.align_of(k)));
+        const std::size_t n = draw_new_len(r, m.len_of(k), m.align_of(k));
+        TRACE("remap #%zu (len %zu, align %zu) to %zu\n", k, m.len_of(k), m.align_of(k), n);
+        m.remap(k, n);
         break;
       }
       case 14: case 15: {  // retire(index)
         const std::uint8_t i = r.u8();
-        if (m.live_count() != 0 && !m.pending_full()) m.retire(m.pick(i));
+        if (m.live_count() == 0 || m.pending_full()) break;
+        TRACE("retire #%zu (len %zu, align %zu)\n", m.pick(i), m.len_of(m.pick(i)), m.align_of(m.pick(i)));
+        m.retire(m.pick(i));
         break;
       }
-      case 16: m.toggle_pin(); break;
-      case 17: m.collect(); break;
-      case 18: m.advance(); break;
-      case 19: break;  // snapshot_stats(): the check below
+      case 16:
+        TRACE("%s\n", m.pinned() ? "leave_epoch" : "enter_epoch");
+        m.toggle_pin();
+        break;
+      case 17:
+        TRACE("collect_garbage\n");
+        m.collect();
+        break;
+      case 18:
+        TRACE("advance_epoch\n");
+        m.advance();
+        break;
+      case 19:
+        TRACE("snapshot_stats\n");
+        break;  // the check below takes the snapshot
     }
     m.check();
   }
+  TRACE("finish\n");
   m.finish();
 }
 
