@@ -36,7 +36,7 @@ struct ThreadRecord {
   ~ThreadRecord() {
     // From here on this thread allocates without a shard (other thread_local
     // destructors may still run and allocate).
-    shard_cache = ShardCache{0, nullptr, nullptr, true};
+    shard_cache = ShardCache{0, nullptr, nullptr, true, shard_cache.token};
     Registry& r = registry();
     std::lock_guard g(r.mu);
     for (ThreadBinding& b : bindings) {
@@ -48,7 +48,6 @@ struct ThreadRecord {
 };
 
 thread_local ThreadRecord record;
-thread_local std::uint64_t token = 0;
 
 }  // namespace
 
@@ -82,10 +81,7 @@ ThreadBinding* bind_thread(std::uint64_t id, ShardManagerBase* m) noexcept {
   }
 }
 
-std::uint64_t thread_token() noexcept {
-  if (token == 0) token = next_thread_token.fetch_add(1, std::memory_order_relaxed);
-  return token;
-}
+std::uint64_t new_thread_token() noexcept { return next_thread_token.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace detail
 }  // namespace v1

@@ -4,6 +4,7 @@
 # Tiers (times seen on 2 cores): see README.md "Test tiers".
 #   1. debug build, checked: unit tests of all three modes, stress smoke,
 #      compile-fail and link tests, the configured alias, the demo
+#   1b. release build, unchecked: the same unit and stress tests (no misuse tests)
 #   2. one build folder per allocator_mode (+ allocator_shards=0), testing the
 #      configured alias; a bogus mode must be refused
 #   3. install + consumer projects (pkg-config and subproject)
@@ -36,6 +37,12 @@ tier "1. debug build (checked), every mode's tests"
 setup build "${common[@]}" -Dallocator_mode=small_pool -Dbenchmarks=disabled
 ninja -C build
 run_tests build
+tier_done
+
+tier "1b. release build (unchecked): the fast paths that trust the caller"
+setup build-release "${common[@]}" -Dbuildtype=release -Dchecked=false -Dbenchmarks=disabled
+ninja -C build-release
+run_tests build-release --suite unit --suite stress --suite configured
 tier_done
 
 tier "2. one build per allocator_mode: the configured alias"

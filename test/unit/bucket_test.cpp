@@ -136,9 +136,15 @@ TEST(Buckets, ResizeInPlaceWithinAClassAndRemapAcrossClasses) {
   EXPECT_NE(sa::Pagemap::lookup(t), nullptr);
   for (int i = 0; i < 17; ++i) ASSERT_EQ(t[i], i + 1);
   h.free(t, 40, 8);
+  // A fallback block never shrinks in place into the pooled range: a later
+  // small sized free must always find a slab block.
+  void* f = h.alloc(300, 8);
+  ASSERT_NE(f, nullptr);
+  EXPECT_FALSE(h.resize(f, 300, 8, 200));
+  h.free(f, 300, 8);
   const sa::Stats s = h.snapshot_stats();
-  EXPECT_EQ(s.fallback.allocs, 1u);
-  EXPECT_EQ(s.fallback.frees, 1u);
+  EXPECT_EQ(s.fallback.allocs, 2u);
+  EXPECT_EQ(s.fallback.frees, 2u);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});
 }
 

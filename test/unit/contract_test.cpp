@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../support/live.hpp"
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -25,7 +27,7 @@ class Contract : public ::testing::Test {
 TEST_F(Contract, LengthZeroGivesNullptr) {
   EXPECT_EQ(a.alloc(0, 1), nullptr);
   EXPECT_EQ(a.alloc(0, 64), nullptr);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, AlignmentZeroCountsAsOne) {
@@ -34,7 +36,7 @@ TEST_F(Contract, AlignmentZeroCountsAsOne) {
   std::memset(p, 0xAB, 24);
   EXPECT_TRUE(a.resize(p, 24, 0, 24));
   a.free(p, 24, 0);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, EveryPowerOfTwoAlignmentFrom1To4096) {
@@ -48,7 +50,7 @@ TEST_F(Contract, EveryPowerOfTwoAlignmentFrom1To4096) {
       a.free(p, len, align);
     }
   }
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, NonPowerOfTwoAlignmentGivesNullptr) {
@@ -56,9 +58,11 @@ TEST_F(Contract, NonPowerOfTwoAlignmentGivesNullptr) {
     testing::internal::CaptureStderr();
     EXPECT_EQ(a.alloc(16, align), nullptr) << align;
     const std::string err = testing::internal::GetCapturedStderr();
-    if constexpr (sa::checked) EXPECT_NE(err.find("not a power of two"), std::string::npos) << err;
+    if constexpr (sa::checked) {
+      EXPECT_NE(err.find("not a power of two"), std::string::npos) << err;
+    }
   }
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, HugeSizesGiveNullptrWithoutAborting) {
@@ -74,7 +78,7 @@ TEST_F(Contract, HugeSizesGiveNullptrWithoutAborting) {
   EXPECT_FALSE(a.resize(p, 32, 8, size_max));
   EXPECT_EQ(a.remap(p, 32, 8, ptrdiff_max_plus_1), nullptr);
   a.free(p, 32, 8);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, FreeOfLengthZeroIsANoOp) {
@@ -82,11 +86,11 @@ TEST_F(Contract, FreeOfLengthZeroIsANoOp) {
   ASSERT_NE(p, nullptr);
   std::memset(p, 1, 40);
   a.free(p, 0, 8);  // must not release or disturb the block
-  EXPECT_EQ(handle.leaks().blocks, 1u);
+  EXPECT_LIVE_BLOCKS(handle, 1u);
   EXPECT_EQ(static_cast<unsigned char*>(p)[39], 1);
   a.free(nullptr, 40, 8);
   a.free(p, 40, 8);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, ResizeIsTrueOnlyInPlace) {
@@ -95,7 +99,7 @@ TEST_F(Contract, ResizeIsTrueOnlyInPlace) {
   EXPECT_TRUE(a.resize(p, 100, 8, 100));
   EXPECT_FALSE(a.resize(p, 100, 8, 1 << 20));  // no heap holds 1 MiB behind a 100-byte block
   a.free(p, 100, 8);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, RemapMovesAndKeepsContents) {
@@ -109,7 +113,7 @@ TEST_F(Contract, RemapMovesAndKeepsContents) {
   ASSERT_NE(r, nullptr);
   for (int i = 0; i < 20; ++i) ASSERT_EQ(r[i], i);
   a.free(r, 20, 8);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, RemapNullptrLeavesOldBlockValid) {
@@ -120,9 +124,9 @@ TEST_F(Contract, RemapNullptrLeavesOldBlockValid) {
   EXPECT_EQ(a.remap(p, 64, 8, static_cast<std::size_t>(PTRDIFF_MAX) + 1), nullptr);
   EXPECT_EQ(a.remap(p, 64, 8, 0), nullptr);
   for (int i = 0; i < 64; ++i) ASSERT_EQ(p[i], 0x77);
-  EXPECT_EQ(handle.leaks().blocks, 1u);
+  EXPECT_LIVE_BLOCKS(handle, 1u);
   a.free(p, 64, 8);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 struct Tracked3 {
@@ -143,7 +147,7 @@ TEST_F(Contract, CreateDestroyAndArrays) {
   a.destroy(t);
   EXPECT_EQ(Tracked3::live, 0);
   EXPECT_THROW(a.create<Throws>(), std::runtime_error);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});  // the throwing constructor's memory came back
+  EXPECT_LIVE(handle);  // the throwing constructor's memory came back
 
   auto* arr = a.alloc_array<std::uint32_t>(1000);
   ASSERT_NE(arr, nullptr);
@@ -152,7 +156,7 @@ TEST_F(Contract, CreateDestroyAndArrays) {
   a.free_array(arr, 1000);
   EXPECT_EQ(a.alloc_array<std::uint64_t>(std::numeric_limits<std::size_t>::max() / 4), nullptr);
   EXPECT_EQ(a.alloc_array<std::uint64_t>(0), nullptr);
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 TEST_F(Contract, ManySizesKeepTheirContents) {
@@ -167,7 +171,7 @@ TEST_F(Contract, ManySizesKeepTheirContents) {
     for (std::size_t i = 0; i < len; ++i) ASSERT_EQ(p[i], static_cast<unsigned char>(len & 0xFF));
     a.free(p, len, 8);
   }
-  EXPECT_EQ(handle.leaks(), sa::LeakReport{});
+  EXPECT_LIVE(handle);
 }
 
 }  // namespace

@@ -44,6 +44,10 @@ class BasicAllocatorHandle {
   using Fallback = typename Policy::Fallback;
   static constexpr bool pooled = Shards::enabled || Buckets::enabled;
   static constexpr bool has_epochs = EpochSource<Shards>;
+  // With buckets, every small request (1..256 bytes, align <= 8) is served
+  // from a slab, and resize never lets a fallback block shrink into that
+  // range: a small sized free is always a slab block.
+  static constexpr bool small_means_pooled = Buckets::enabled;
 
   struct Options {
     PoolOptions pool{};
@@ -65,7 +69,8 @@ class BasicAllocatorHandle {
 
   ~BasicAllocatorHandle() {
     if constexpr (has_epochs) drain_retired(EpochDomain::nobody_pinned);
-    const LeakReport r = leaks();
+    LeakReport r;
+    if constexpr (counts_live) r = leaks();
     if (leak_report_ != nullptr) *leak_report_ = r;
     if (r.blocks != 0 && print_leaks_)
       std::fprintf(stderr, "sydra-alloc: leak: %llu blocks, %llu bytes still live when the %s handle was destroyed\n",
@@ -107,6 +112,7 @@ class BasicAllocatorHandle {
     if (mem == nullptr || len == 0 || !valid_request(new_len, align)) return false;
     if constexpr (pooled) {
       if (SlabHeader* slab = find_slab(mem, len, align, false)) return same_class(slab, new_len, align);
+      if (small_means_pooled && new_len <= max_pooled_size && align <= pool_alignment) return false;
     }
     return fallback_.resize(mem, len, align, new_len);
   }
@@ -126,7 +132,13 @@ class BasicAllocatorHandle {
 
   Allocator allocator() noexcept { return Allocator::of(*this); }
 
-  // Live blocks and bytes across every policy: what a destroyed handle reports.
+  // Live blocks and bytes across every policy: what a destroyed handle
+  // reports. Present only when some policy counts (unchecked mimalloc mode
+  // keeps no counts, as the seed's did not).
+  static constexpr bool counts_live = LiveCounter<Fallback> || LiveCounter<Buckets> || LiveCounter<Shards>;
+
+  template <class F = Fallback>
+    requires(LiveCounter<F> || LiveCounter<Buckets> || LiveCounter<Shards>)
   LeakReport leaks() noexcept {
     LeakReport r;
     auto add = [&r](LeakReport x) {
@@ -235,11 +247,15 @@ class BasicAllocatorHandle {
   }
 
   // The slab holding mem, or nullptr for a fallback block. Unchecked builds
-  // trust (len, align) and skip the lookup for blocks that cannot be pooled;
-  // checked builds always look, and diagnose whatever does not match.
+  // trust (len, align): a block that cannot be pooled needs no lookup, and a
+  // small one (with buckets, see small_means_pooled) has its header at the
+  // slab-aligned base. Checked builds always ask the Pagemap, which reads
+  // only sydra-alloc's own memory, and diagnose whatever does not match.
   SYDRA_FAST_PATH SlabHeader* find_slab(void* mem, std::size_t len, std::size_t align, bool freeing) noexcept {
     if constexpr (!checked) {
       if (len > max_pooled_size || align > pool_alignment) return nullptr;
+      if constexpr (small_means_pooled)
+        return reinterpret_cast<SlabHeader*>(reinterpret_cast<std::uintptr_t>(mem) & ~(slab_bytes - 1));
     }
     SlabHeader* slab = Pagemap::lookup(mem);
     if constexpr (checked) {

@@ -29,6 +29,7 @@ struct ShardCache {
   void* shard;               // nullptr: this thread has no shard of that manager (a miss)
   void* epoch_slot;
   bool exiting;  // thread teardown has released everything: take the shard-less path
+  std::uint64_t token;  // this thread's ownership token, 0 until first asked for
 };
 
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local ShardCache shard_cache{};
@@ -48,8 +49,13 @@ void unregister_manager(std::uint64_t id) noexcept;
 // when memory is short or the thread is exiting.
 ThreadBinding* bind_thread(std::uint64_t id, ShardManagerBase* m) noexcept;
 
+std::uint64_t new_thread_token() noexcept;
+
 // A nonzero token unique to the calling thread, for shard ownership.
-std::uint64_t thread_token() noexcept;
+inline std::uint64_t thread_token() noexcept {
+  if (SYDRA_UNLIKELY(shard_cache.token == 0)) shard_cache.token = new_thread_token();
+  return shard_cache.token;
+}
 
 }  // namespace detail
 }  // namespace v1

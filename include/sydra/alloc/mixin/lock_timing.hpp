@@ -85,15 +85,18 @@ class TimedLock {
   void configure(const TimedLockConfig& c) noexcept {
     threshold_ns_ = c.threshold_ns;
     period_ = c.hold_sample_period == 0 ? 1 : c.hold_sample_period;
+    countdown_ = period_;
   }
 
   void lock() noexcept {
     if (SYDRA_UNLIKELY(!m_.try_lock())) lock_contended();
     // Counters below are written only by the holder, so plain load+store suffices.
-    const std::uint64_t n = acquisitions_.load(std::memory_order_relaxed) + 1;
-    acquisitions_.store(n, std::memory_order_relaxed);
-    sampling_ = n % period_ == 0;
-    if (SYDRA_UNLIKELY(sampling_)) hold_start_ = Clock::now_ns();
+    acquisitions_.store(acquisitions_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (SYDRA_UNLIKELY(--countdown_ == 0)) {
+      countdown_ = period_;
+      sampling_ = true;
+      hold_start_ = Clock::now_ns();
+    }
   }
   void unlock() noexcept {
     if (SYDRA_UNLIKELY(sampling_)) record_hold();
@@ -135,6 +138,7 @@ class TimedLock {
   std::uint64_t threshold_ns_ = TimedLockConfig{}.threshold_ns;
   std::uint32_t period_ = TimedLockConfig{}.hold_sample_period;
   std::uint64_t hold_start_ = 0;
+  std::uint32_t countdown_ = TimedLockConfig{}.hold_sample_period;
   bool sampling_ = false;
   std::atomic<std::uint64_t> acquisitions_{0}, contended_{0}, wait_ns_{0}, max_wait_ns_{0}, hold_ns_{0},
       hold_samples_{0};
