@@ -97,7 +97,7 @@ TEST(TimedLock, AWaitBelowTheThresholdIsNotContended) {
 }
 
 TEST(PlainLock, IsJustTheMutex) {
-  static_assert(sizeof(sa::PlainLock<>) == sizeof(sa::FutexMutex));
+  static_assert(sizeof(sa::PlainLock<>) == sizeof(sa::SpinMutex));
   static_assert(!sa::PlainLock<>::timed);
   sa::PlainLock<> lock;
   lock.lock();

@@ -109,15 +109,19 @@ class MutexBuckets {
   }
 
  private:
+  // Hot fields first: the free list and the per-operation counters share the
+  // lock's cache line, and a TimedLock's own counters follow them.
   struct alignas(64) Bucket {
-    Lock lock;
     FreeNode* free = nullptr;
     char* bump = nullptr;  // next never-used block of the newest slab
     char* bump_end = nullptr;
-    SlabHeader* slabs = nullptr;
     // Written under the lock; atomics only so snapshots and tests read whole values.
-    Counter<true> in_use, capacity;  // always kept: leak reports need them
-    Counter<> allocations, frees, refills, high_water, slab_count;
+    Counter<true> in_use;  // always kept: leak reports need it
+    Counter<> allocations, frees, high_water;
+    Lock lock;
+    SlabHeader* slabs = nullptr;
+    Counter<true> capacity;
+    Counter<> refills, slab_count;
   };
 
   // Carves the next block from the bump region, refilling it from a new slab
