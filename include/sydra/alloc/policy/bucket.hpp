@@ -70,7 +70,7 @@ class MutexBuckets {
     auto* n = static_cast<FreeNode*>(mem);
     track::on_take_back(n, slab->block_size);
     std::lock_guard guard(b.lock);
-    store_link(n, b.free);
+    store_next(n, b.free);
     b.free = n;
     b.frees.bump();
     b.in_use.drop();

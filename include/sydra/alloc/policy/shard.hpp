@@ -279,7 +279,7 @@ class ThreadShards final : detail::ShardManagerBase {
 
   SYDRA_FAST_PATH static void free_local(Shard& owner, unsigned cls, FreeNode* n) noexcept {
     Local& c = owner.local[cls];
-    store_link(n, c.free);
+    store_next(n, c.free);
     c.free = n;
     c.frees.bump();
   }

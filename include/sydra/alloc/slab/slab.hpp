@@ -85,6 +85,12 @@ SYDRA_NO_ASAN inline void store_link(FreeNode* n, FreeNode* next, std::uint64_t 
   n->epoch = epoch;
   track::link_access_end(n, sizeof(FreeNode));
 }
+// Local free lists need only the link; the epoch is for deferred frees.
+SYDRA_NO_ASAN inline void store_next(FreeNode* n, FreeNode* next) noexcept {
+  track::link_access_begin(n, sizeof(FreeNode));
+  n->next = next;
+  track::link_access_end(n, sizeof(FreeNode));
+}
 SYDRA_NO_ASAN inline std::uint64_t load_epoch(FreeNode* n) noexcept {
   track::link_access_begin(n, sizeof(FreeNode));
   const std::uint64_t e = n->epoch;
