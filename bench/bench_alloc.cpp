@@ -10,7 +10,13 @@
 
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
-#include <mimalloc.h>
+// Only lib/ includes mimalloc.h; the three entry points used here are
+// declared by hand (they are stable across mimalloc 2.x and 3.x).
+extern "C" {
+void* mi_malloc(std::size_t size);
+void mi_free(void* p);
+bool mi_is_in_heap_region(const void* p);
+}
 
 #include <algorithm>
 #include <atomic>

@@ -95,6 +95,12 @@ class BasicAllocatorHandle {
 
   void free(void* mem, std::size_t len, std::size_t align) noexcept {
     if (mem == nullptr || len == 0) return;
+    if constexpr (!checked && Buckets::enabled && !Shards::enabled) {
+      // Buckets only, trusted sized free: the size names the bucket, so not
+      // even the slab header is read (2,000 slab headers at 64 KiB-aligned
+      // addresses share cache sets; the free should not pay for that).
+      if (len <= max_pooled_size && align <= pool_alignment) return buckets_.free_class(size_class_of(len), mem);
+    }
     if constexpr (pooled) {
       if (SlabHeader* slab = find_slab(mem, len, align, /*freeing=*/true)) {
         if constexpr (Shards::enabled) {

@@ -32,6 +32,11 @@ class MutexBuckets {
   static constexpr bool enabled = true;
   using LockType = Lock;
 
+ private:
+  struct Bucket;
+
+ public:
+
   MutexBuckets(SlabSource& slabs, const PoolOptions& options) noexcept : slabs_(slabs) {
     for (Bucket& b : buckets_) b.lock.configure(options.lock_timing);
   }
@@ -65,10 +70,15 @@ class MutexBuckets {
     return n;
   }
 
-  void free(SlabHeader* slab, void* mem) noexcept {
-    Bucket& b = *static_cast<Bucket*>(slab->owner);
+  void free(SlabHeader* slab, void* mem) noexcept { push(*static_cast<Bucket*>(slab->owner), slab->size_class, mem); }
+
+  // A sized free whose class the caller trusts: no slab header needed.
+  void free_class(unsigned cls, void* mem) noexcept { push(buckets_[cls], cls, mem); }
+
+ private:
+  void push(Bucket& b, unsigned cls, void* mem) noexcept {
     auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, slab->block_size);
+    track::on_take_back(n, size_classes[cls]);
     std::lock_guard guard(b.lock);
     store_next(n, b.free);
     b.free = n;
@@ -76,6 +86,7 @@ class MutexBuckets {
     b.in_use.drop();
   }
 
+ public:
   void collect_stats(Stats& out) noexcept {
     out.has_buckets = true;
     for (std::size_t i = 0; i < class_count; ++i) {
