@@ -19,6 +19,30 @@ namespace {
 using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
 Pool::Options with_shards(std::size_t n) { return Pool::Options{.pool = {.shards = n}}; }
 
+// Another thread, pinned from construction until leave().
+class PinnedReader {
+ public:
+  explicit PinnedReader(Pool& h) : thread_([this, &h] {
+    const auto e = h.enter_epoch();
+    stage_ = 1;
+    while (stage_.load() != 2) std::this_thread::yield();
+    h.leave_epoch(*e);
+  }) {
+    while (stage_.load() != 1) std::this_thread::yield();
+  }
+  void leave() {
+    stage_ = 2;
+    thread_.join();
+  }
+  ~PinnedReader() {
+    if (thread_.joinable()) leave();
+  }
+
+ private:
+  std::atomic<int> stage_{0};
+  std::thread thread_;
+};
+
 TEST(Epochs, EnterReturnsTheCurrentEpochAndLeaveUnpins) {
   Pool h(with_shards(2));
   const auto e = h.enter_epoch();
@@ -35,22 +59,12 @@ TEST(Epochs, EnterReturnsTheCurrentEpochAndLeaveUnpins) {
 
 TEST(Epochs, AdvanceWaitsForEveryPinnedThread) {
   Pool h(with_shards(2));
-  std::atomic<int> stage{0};
-  std::thread reader([&] {
-    const auto e = h.enter_epoch();
-    stage = 1;
-    while (stage.load() != 2) std::this_thread::yield();
-    h.leave_epoch(*e);
-    stage = 3;
-  });
-  while (stage.load() != 1) std::this_thread::yield();
+  PinnedReader reader(h);
   EXPECT_EQ(h.advance_epoch(), 2u);  // the reader has seen epoch 1: one step is allowed
   EXPECT_EQ(h.advance_epoch(), 2u);  // but not another while it is pinned at 1
   EXPECT_EQ(h.advance_epoch(), 2u);
-  stage = 2;
-  while (stage.load() != 3) std::this_thread::yield();
+  reader.leave();
   EXPECT_EQ(h.advance_epoch(), 3u);
-  reader.join();
 }
 
 TEST(Epochs, NestedPinsKeepTheOuterEpoch) {
@@ -69,15 +83,7 @@ TEST(Epochs, APinnedReaderHoldsBackDeferredFreesUntilItLeaves) {
   Pool h(with_shards(2));
   std::vector<void*> blocks;
   for (int i = 0; i < 20; ++i) blocks.push_back(h.alloc(64, 8));
-  std::atomic<int> stage{0};
-  std::thread reader([&] {
-    const auto e = h.enter_epoch();
-    stage = 1;
-    while (stage.load() != 2) std::this_thread::yield();
-    h.leave_epoch(*e);
-    stage = 3;
-  });
-  while (stage.load() != 1) std::this_thread::yield();
+  PinnedReader reader(h);
   std::thread([&] {
     for (void* p : blocks) h.free(p, 64, 8);  // remote: deferred at the current epoch
   }).join();
@@ -88,9 +94,7 @@ TEST(Epochs, APinnedReaderHoldsBackDeferredFreesUntilItLeaves) {
   std::vector<void*> fresh;
   for (int i = 0; i < 20; ++i) fresh.push_back(h.alloc(64, 8));
   for (void* p : fresh) EXPECT_EQ(std::count(blocks.begin(), blocks.end(), p), 0);
-  stage = 2;
-  while (stage.load() != 3) std::this_thread::yield();
-  reader.join();
+  reader.leave();
   EXPECT_EQ(h.collect_garbage(), 20u);
   for (void* p : fresh) h.free(p, 64, 8);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});

@@ -57,20 +57,26 @@ TEST(TimedLock, SampledHoldsAreTimedAndScaled) {
   EXPECT_EQ(s.hold_ns, 2u * 10u * 4u);  // sampled total x period
 }
 
-TEST(TimedLock, AWaitAboveTheThresholdIsContended) {
+// One holder, one waiter that blocks; the fake clock moves `wait_ns` while
+// the waiter waits. Returns the lock's stats afterwards.
+sa::LockStats wait_once(std::uint64_t threshold_ns, std::uint64_t wait_ns) {
   FakeClock::reset();
   FakeTimedLock lock;
-  lock.configure({.threshold_ns = 1000, .hold_sample_period = 1u << 30});
+  lock.configure({.threshold_ns = threshold_ns, .hold_sample_period = 1u << 30});
   lock.lock();
   std::thread waiter([&] {
     lock.lock();  // try_lock fails: the wait is timed
     lock.unlock();
   });
   while (FakeClock::reads.load() == 0) std::this_thread::yield();  // the waiter read its start time
-  FakeClock::now += 5000;
+  FakeClock::now += wait_ns;
   lock.unlock();
   waiter.join();
-  const sa::LockStats s = lock.stats();
+  return lock.stats();
+}
+
+TEST(TimedLock, AWaitAboveTheThresholdIsContended) {
+  const sa::LockStats s = wait_once(1000, 5000);
   EXPECT_EQ(s.acquisitions, 2u);
   EXPECT_EQ(s.contended, 1u);
   EXPECT_EQ(s.wait_ns, 5000u);
@@ -79,19 +85,7 @@ TEST(TimedLock, AWaitAboveTheThresholdIsContended) {
 }
 
 TEST(TimedLock, AWaitBelowTheThresholdIsNotContended) {
-  FakeClock::reset();
-  FakeTimedLock lock;
-  lock.configure({.threshold_ns = 10000, .hold_sample_period = 1u << 30});
-  lock.lock();
-  std::thread waiter([&] {
-    lock.lock();
-    lock.unlock();
-  });
-  while (FakeClock::reads.load() == 0) std::this_thread::yield();
-  FakeClock::now += 5000;
-  lock.unlock();
-  waiter.join();
-  const sa::LockStats s = lock.stats();
+  const sa::LockStats s = wait_once(10000, 5000);
   EXPECT_EQ(s.contended, 0u);
   EXPECT_EQ(s.wait_ns, 5000u);
 }
