@@ -3,14 +3,22 @@
 // One handle (a function-local static, two shards) lives for the whole run.
 // Each input is a sequence of operations on it; the model keeps every live
 // block (pointer, length, alignment, fill byte, which policy serves it) and
-// every retired block that is still allocated. After each operation:
-//   - every live block still holds its fill byte, and is aligned;
-//   - no two blocks overlap (address-ordered map, checked at insertion);
+// every retired block that is still allocated. retire() keeps any block
+// (shard, bucket or fallback alike) allocated under a side record until a
+// collect_garbage() finds its epoch stamp below the minimum pin and frees it
+// normally; the model predicts exactly which records each collect drains.
+// After each operation:
+//   - every live block, and every retired block not yet drained (all of its
+//     bytes: retire must neither write nor poison it), still holds its fill
+//     byte, and is aligned;
+//   - no two blocks overlap (address-ordered map, checked at insertion), and
+//     no retired, not yet drained block is handed out again;
 //   - leaks() is exact: one block per live or not-yet-drained retired block;
 //     bytes = the size class for pooled blocks, the length for fallback ones;
 //   - snapshot_stats() is exact: fallback allocs/frees/resizes/remaps and the
-//     size histogram, per-class in_use of shards and buckets, deferred counts,
-//     the epoch and pin state; the shard backlog within its bounds.
+//     size histogram, per-class in_use of shards and buckets, the epoch and
+//     pin state; no shard deferral at all (one thread: every free, including
+//     a drained retire's, is the owning shard's local free), so no backlog.
 // Each input ends with everything freed, no pin and an unpinned
 // collect_garbage(), so the handle is clean (leaks() == 0) for the next one.
 //
@@ -32,7 +40,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
-#include <limits>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -184,6 +191,8 @@ class Model {
       expect = false;
     else if (b.kind != Kind::fallback)
       expect = new_len <= sa::max_pooled_size && sa::size_class_of(new_len) == b.cls;
+    else if (pool_eligible(new_len, b.align))
+      expect = false;  // a fallback block never shrinks into the pooled range (small means pooled)
     else
       expect = ::malloc_usable_size(b.p) >= new_len;  // SystemHeap: in place iff it fits the chunk
     const bool ok = h_.resize(b.p, b.len, b.align, new_len);
@@ -263,24 +272,16 @@ class Model {
   }
 
   void retire(std::size_t i) {
-    Block& b = live_[i];
+    const Block& b = live_[i];
     const std::uint64_t stamp = h_.shards().current_epoch();
     const bool ok = h_.retire(b.p, b.len, b.align);
-    // Only a non-shard block may be refused (its record could not be allocated).
-    FUZZ_CHECK(ok || b.kind != Kind::shard, "retire of a shard block returned false");
-    if (!ok) return;
-    const Block r = take(i);
-    if (r.kind == Kind::shard) {
-      erase_extent(r.p);  // the block is deferred: the pool may hand it out once nobody can see it
-      ++shard_retires_;
-      ++backlog_max_;
-      if (pin_) {  // retired under our pin: must not be handed out before we leave
-        protected_.emplace_back(reinterpret_cast<std::uintptr_t>(r.p), extent_of(r));
-        ++backlog_min_;
-      }
-    } else {
-      pending_.push_back({r, stamp});  // still allocated (and counted live) until collect_garbage drains it
-    }
+    // False only if the 40-byte side record could not be allocated from the
+    // backing heap, which does not happen here (ASan aborts on a failed malloc
+    // rather than returning null), so any refusal is a bug.
+    FUZZ_CHECK(ok, "retire of a %s block (len %zu, align %zu) returned false", kind_name(b.kind), b.len, b.align);
+    // Every kind alike: still allocated (extent kept, counted live, contents
+    // untouched) until a collect_garbage() drains its record.
+    pending_.push_back({take(i), stamp});
   }
 
   void toggle_pin() {
@@ -293,8 +294,6 @@ class Model {
     } else {
       h_.leave_epoch(*pin_);
       pin_.reset();
-      protected_.clear();
-      backlog_min_ = 0;
     }
   }
 
@@ -309,19 +308,30 @@ class Model {
   }
 
   void collect() {
+    // Every pending block must be intact right up to the collect that frees it.
+    check_pending_contents("before collect_garbage");
     const sa::Stats before = h_.snapshot_stats();
     const std::uint64_t cur = h_.shards().current_epoch();
-    const std::uint64_t safe_below = pin_ ? *pin_ : std::numeric_limits<std::uint64_t>::max();
+    // collect_garbage advances first, then drains every record stamped below
+    // the minimum pin (all of them when nothing is pinned). The advance does
+    // not change the minimum pin, and our pin is the only one.
+    const std::uint64_t safe_below = pin_ ? *pin_ : sa::EpochDomain::nobody_pinned;
     std::vector<Retired> keep;
     std::vector<Block> drained;
     for (const Retired& r : pending_) (r.stamp < safe_below ? drained.push_back(r.block) : keep.push_back(r));
     const std::size_t got = h_.collect_garbage();
     const sa::Stats after = h_.snapshot_stats();
     const std::uint64_t moved = after.shards.reclaimed_total - before.shards.reclaimed_total;
-    FUZZ_CHECK(got == moved + drained.size(),
-               "collect_garbage() returned %zu: %llu shard blocks reclaimed + %zu retired blocks drained expected", got,
-               u64{moved}, drained.size());
-    const std::uint64_t want = next_epoch(cur);
+    // One thread: nothing is ever deferred to a shard, so nothing is moved.
+    FUZZ_CHECK(moved == 0 && after.shards.deferred_total == before.shards.deferred_total,
+               "collect_garbage() moved %llu shard blocks (deferred %llu -> %llu) with one thread", u64{moved},
+               u64{before.shards.deferred_total}, u64{after.shards.deferred_total});
+    FUZZ_CHECK(got == drained.size(),
+               "collect_garbage() returned %zu, want %zu retired records drained (%zu pending, pin %lld)", got,
+               drained.size(), pending_.size(), pin_ ? static_cast<long long>(*pin_) : -1LL);
+    // Two advances: collect_garbage's own, then the one ThreadShards::collect()
+    // makes (each moves only if no pin lags behind).
+    const std::uint64_t want = next_epoch(next_epoch(cur));
     FUZZ_CHECK(h_.shards().current_epoch() == want, "epoch %llu after collect_garbage from %llu, want %llu",
                u64{h_.shards().current_epoch()}, u64{cur}, u64{want});
     for (const Block& b : drained) {
@@ -329,10 +339,8 @@ class Model {
       if (b.kind == Kind::fallback) ++exp_.frees;
     }
     pending_ = std::move(keep);
-    if (!pin_) {
-      FUZZ_CHECK(after.shards.backlog == 0, "backlog %llu after an unpinned collect_garbage", u64{after.shards.backlog});
-      backlog_max_ = 0;
-    }
+    if (!pin_) FUZZ_CHECK(pending_.empty(), "%zu retired blocks kept by an unpinned collect_garbage", pending_.size());
+    FUZZ_CHECK(after.shards.backlog == 0, "backlog %llu after collect_garbage", u64{after.shards.backlog});
   }
 
   // Ends the input: no pin, nothing live, nothing pending, nothing deferred.
@@ -403,14 +411,22 @@ class Model {
                  b.align, kind_name(b.kind));
       FUZZ_CHECK(b.cls == sa::size_class_of(b.len), "%s(%zu) got a block of class %u (size %u)", what, b.len, b.cls,
                  unsigned{sa::size_classes[b.cls]});
-      const auto lo = reinterpret_cast<std::uintptr_t>(b.p);
-      for (const auto& [start, n] : protected_)
-        FUZZ_CHECK(lo + extent_of(b) <= start || start + n <= lo,
-                   "%s handed out %p, a block retired under the pin still held (epoch %llu)", what,
-                   static_cast<void*>(b.p), u64{*pin_});
     } else {
       FUZZ_CHECK(b.kind == Kind::fallback, "%s(%zu, %zu) was served by a %s slab", what, b.len, b.align,
                  kind_name(b.kind));
+    }
+    // A retired block stays allocated until the collect that drains it: in
+    // particular one retired under our pin cannot come back before we leave
+    // the pin and collect.
+    const auto lo = reinterpret_cast<std::uintptr_t>(b.p);
+    for (const Retired& r : pending_) {
+      const auto start = reinterpret_cast<std::uintptr_t>(r.block.p);
+      FUZZ_CHECK(lo + extent_of(b) <= start || start + extent_of(r.block) <= lo,
+                 "%s handed out %p (+%zu), overlapping the %s block %p (+%zu) retired at epoch %llu and not yet "
+                 "collected (pin %lld%s)",
+                 what, static_cast<void*>(b.p), extent_of(b), kind_name(r.block.kind), static_cast<void*>(r.block.p),
+                 extent_of(r.block), u64{r.stamp}, pin_ ? static_cast<long long>(*pin_) : -1LL,
+                 pin_ && r.stamp >= *pin_ ? ", retired under it" : "");
     }
     insert_extent(b.p, extent_of(b), what);
   }
@@ -438,6 +454,22 @@ class Model {
       FUZZ_CHECK(all_equal(b.p, b.len, b.fill), "%s block %p (len %zu, align %zu) changed at byte %zu (want 0x%02x)",
                  kind_name(b.kind), static_cast<void*>(b.p), b.len, b.align, first_mismatch(b.p, b.len, b.fill),
                  b.fill);
+    }
+    check_pending_contents("after the operation");
+  }
+  // Retired blocks are neither written nor poisoned until they are freed
+  // (readers may still follow pointers stored anywhere in them, the first 16
+  // bytes included): every byte must still read its fill. A poisoned block
+  // makes ASan report the read here.
+  void check_pending_contents(const char* when) const {
+    for (const Retired& r : pending_) {
+      const Block& b = r.block;
+      FUZZ_CHECK(all_equal(b.p, b.len, b.fill),
+                 "retired %s block %p (len %zu, align %zu, stamp %llu) changed at byte %zu (want 0x%02x, got 0x%02x) "
+                 "%s, before the collect that frees it",
+                 kind_name(b.kind), static_cast<void*>(b.p), b.len, b.align, u64{r.stamp},
+                 first_mismatch(b.p, b.len, b.fill), b.fill,
+                 first_mismatch(b.p, b.len, b.fill) < b.len ? b.p[first_mismatch(b.p, b.len, b.fill)] : 0, when);
     }
   }
 
@@ -528,12 +560,12 @@ class Model {
     FUZZ_CHECK(sh.alloc_hits == hits && sh.backlog == backlog && backlog == deferred - reclaimed,
                "shard summary: hits %llu/%llu backlog %llu/%llu deferred %llu reclaimed %llu", u64{sh.alloc_hits},
                u64{hits}, u64{sh.backlog}, u64{backlog}, u64{deferred}, u64{reclaimed});
-    // One thread: every free is the owner's, so only retire() defers.
-    FUZZ_CHECK(deferred - base_.deferred == shard_retires_, "deferred_total +%llu, %llu shard blocks retired",
-               u64{deferred - base_.deferred}, u64{shard_retires_});
-    FUZZ_CHECK(backlog_min_ <= backlog && backlog <= backlog_max_,
-               "backlog %llu, want between %llu (retired under the pin) and %llu (retired since the last collect)",
-               u64{backlog}, u64{backlog_min_}, u64{backlog_max_});
+    // One thread: every free is the owner's local free, a drained retire's
+    // included, and retire() itself defers nothing: no deferral, no backlog.
+    FUZZ_CHECK(deferred == base_.deferred && reclaimed == base_.deferred,
+               "deferred_total %llu, reclaimed_total %llu, want both %llu (%zu retired blocks pending)", u64{deferred},
+               u64{reclaimed}, u64{base_.deferred}, pending_.size());
+    FUZZ_CHECK(backlog == 0, "backlog %llu with one thread", u64{backlog});
     FUZZ_CHECK(sh.current_epoch == h_.shards().current_epoch(), "stats epoch %llu, handle %llu",
                u64{sh.current_epoch}, u64{h_.shards().current_epoch()});
     FUZZ_CHECK(sh.pinned_threads == (pin_ ? 1u : 0u), "pinned_threads %llu, pin %d", u64{sh.pinned_threads},
@@ -548,13 +580,9 @@ class Model {
   Baseline base_;
   Counters exp_;
   std::vector<Block> live_;
-  std::vector<Retired> pending_;                    // non-shard blocks retired, not yet drained
+  std::vector<Retired> pending_;                    // blocks retired, not yet drained (any kind)
   std::map<std::uintptr_t, std::size_t> extents_;  // live + pending blocks, by address
-  std::vector<std::pair<std::uintptr_t, std::size_t>> protected_;  // shard blocks retired under pin_
   std::optional<std::uint64_t> pin_;
-  std::uint64_t shard_retires_ = 0;
-  std::uint64_t backlog_min_ = 0;  // shard retires under the current pin: not reclaimable yet
-  std::uint64_t backlog_max_ = 0;  // shard retires since the last unpinned collect
   unsigned char fill_ = 0x11;
 };
 

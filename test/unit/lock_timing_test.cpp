@@ -15,9 +15,12 @@ namespace {
 struct FakeClock {
   static inline std::atomic<std::uint64_t> now{1000};
   static inline std::atomic<std::uint64_t> reads{0};
+  // The time is read before the read is counted: a test that waits for the
+  // count and then moves the clock must not move it under this read.
   static std::uint64_t now_ns() noexcept {
+    const std::uint64_t t = now.load();
     reads.fetch_add(1);
-    return now.load();
+    return t;
   }
   static void reset() {
     now = 1000;

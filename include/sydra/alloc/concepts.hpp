@@ -57,12 +57,11 @@ concept LiveCounter = requires(P& p) {
 };
 
 template <class S>
-concept EpochSource = requires(S& s, SlabHeader* h, void* p, std::uint64_t e) {
+concept EpochSource = requires(S& s, std::uint64_t e) {
   { s.enter_epoch() } noexcept -> std::same_as<std::optional<std::uint64_t>>;
   { s.leave_epoch(e) } noexcept;
   { s.advance_epoch() } noexcept -> std::same_as<std::optional<std::uint64_t>>;
   { s.collect() } noexcept -> std::same_as<std::size_t>;
-  { s.retire(h, p) } noexcept;
   { s.min_pinned() } noexcept -> std::same_as<std::uint64_t>;
 };
 

@@ -193,8 +193,11 @@ class BasicAllocatorHandle {
   }
 
   // Frees the block once no thread pinned at or before the current epoch is
-  // still pinned. False only when the bookkeeping for a non-shard block could
-  // not be allocated: the block is then untouched and still the caller's.
+  // still pinned. Until then the block is neither written nor poisoned:
+  // pinned readers may still follow pointers stored anywhere in it (a
+  // lock-free list's `next`), so the bookkeeping lives in a side record.
+  // False only when that record could not be allocated: the block is then
+  // untouched and still the caller's.
   template <class S = Shards>
     requires EpochSource<S>
   bool retire(void* mem, std::size_t len, std::size_t align) noexcept {
@@ -204,11 +207,8 @@ class BasicAllocatorHandle {
       free(mem, len, align);
       return true;
     }
-    SlabHeader* slab = find_slab(mem, len, align, false);
-    if (slab != nullptr && slab->kind == SlabKind::shard) {
-      if constexpr (checked) check_slab(slab, mem, len, align, true);
-      shards_.retire(slab, mem);
-      return true;
+    if constexpr (checked) {  // diagnose a bad pointer now; the live bit clears at the real free
+      if (SlabHeader* slab = Pagemap::lookup(mem)) check_slab(slab, mem, len, align, false);
     }
     Allocator backing = fallback_.backing_allocator();
     void* rec_mem = backing.alloc(sizeof(detail::RetiredRecord), alignof(detail::RetiredRecord));
@@ -226,8 +226,12 @@ class BasicAllocatorHandle {
   template <class S = Shards>
     requires EpochSource<S>
   std::size_t collect_garbage() noexcept {
-    const std::size_t moved = shards_.collect();
-    return moved + drain_retired(shards_.min_pinned());
+    // Retired blocks first: a reclaimable one is freed normally, and if its
+    // shard belongs to another thread, the deferral that free makes is
+    // collected in the same call.
+    shards_.advance_epoch();
+    const std::size_t drained = drain_retired(shards_.min_pinned());
+    return drained + shards_.collect();
   }
 
   Fallback& fallback() noexcept { return fallback_; }

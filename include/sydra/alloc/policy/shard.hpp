@@ -8,7 +8,7 @@
 //   - Each shard keeps, per size class, an owner-only free list and bump
 //     region (the fast path: no lock, no atomic read-modify-write), and two
 //     lock-free stacks that other threads push to: `deferred` (frees from
-//     other threads and retire(), stamped with the epoch) and `ready`
+//     other threads, stamped with the epoch) and `ready`
 //     (deferred blocks a collector found reclaimable). Only the owner pops
 //     `ready`, and only whole lists are ever taken, so there is no ABA.
 //   - Thread exit releases the shard with both stacks intact; the next thread
@@ -99,13 +99,6 @@ class ThreadShards final : detail::ShardManagerBase {
     free_not_cached(*owner, slab->size_class, n);
   }
   // ---- End of the fast path --------------------------------------------------
-
-  // Defers even a local free until no pinned thread can still see the block.
-  void retire(SlabHeader* slab, void* mem) noexcept {
-    auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, slab->block_size);
-    defer(*static_cast<Shard*>(slab->owner), slab->size_class, n);
-  }
 
   // ---- Epochs ----------------------------------------------------------------
   std::optional<std::uint64_t> enter_epoch() noexcept {
