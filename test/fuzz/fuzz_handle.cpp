@@ -329,9 +329,8 @@ class Model {
     FUZZ_CHECK(got == drained.size(),
                "collect_garbage() returned %zu, want %zu retired records drained (%zu pending, pin %lld)", got,
                drained.size(), pending_.size(), pin_ ? static_cast<long long>(*pin_) : -1LL);
-    // Two advances: collect_garbage's own, then the one ThreadShards::collect()
-    // makes (each moves only if no pin lags behind).
-    const std::uint64_t want = next_epoch(next_epoch(cur));
+    // One advance, collect_garbage's own (it moves only if no pin lags behind).
+    const std::uint64_t want = next_epoch(cur);
     FUZZ_CHECK(h_.shards().current_epoch() == want, "epoch %llu after collect_garbage from %llu, want %llu",
                u64{h_.shards().current_epoch()}, u64{cur}, u64{want});
     for (const Block& b : drained) {

@@ -125,10 +125,10 @@ class ThreadShards final : detail::ShardManagerBase {
   std::uint64_t min_pinned() const noexcept { return epochs_.min_pinned(); }
 
   // Moves every deferred block that the epoch invariant allows onto its
-  // shard's ready list. Safe from any thread; returns the blocks moved.
+  // shard's ready list. Safe from any thread; returns the blocks moved. The
+  // caller advances the epoch (collect_garbage does, once per call).
   std::size_t collect() noexcept {
     if (!running()) return 0;
-    epochs_.advance();
     const std::uint64_t safe_below = epochs_.min_pinned();
     std::size_t moved = 0;
     for (std::size_t i = 0; i < count_; ++i)
