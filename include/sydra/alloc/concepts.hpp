@@ -43,7 +43,8 @@ concept ShardPolicy = std::constructible_from<S, SlabSource&, const PoolOptions&
   { S::enabled } -> std::convertible_to<bool>;
 } && (!S::enabled || requires(S& s, SlabHeader* h, void* p, unsigned cls) {
   { s.alloc(cls) } noexcept -> std::same_as<void*>;
-  { s.free(h, p) } noexcept;
+  { s.try_free_local(h, p, cls) } noexcept -> std::same_as<bool>;
+  { s.free(h, p, cls) } noexcept;
   { s.running() } noexcept -> std::same_as<bool>;
 });
 

@@ -103,8 +103,12 @@ class BasicAllocatorHandle {
     }
     if constexpr (pooled) {
       if (SlabHeader* slab = find_slab(mem, len, align, /*freeing=*/true)) {
+        // The class from the sized free: checked builds have verified it
+        // against the slab; unchecked builds need not wait for the header.
+        const unsigned cls = size_class_of(len);
         if constexpr (Shards::enabled) {
-          if (slab->kind == SlabKind::shard) return shards_.free(slab, mem);
+          if (shards_.try_free_local(slab, mem, cls)) return;  // this thread's shard: no atomics
+          if (slab->kind == SlabKind::shard) return shards_.free(slab, mem, cls);
         }
         if constexpr (Buckets::enabled) return buckets_.free(slab, mem);
       }

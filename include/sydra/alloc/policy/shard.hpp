@@ -88,15 +88,26 @@ class ThreadShards final : detail::ShardManagerBase {
     return n;
   }
 
+  // This thread's shard owns the block: push it back on its own list. A
+  // bucket slab's owner is a Bucket, never equal to a Shard, so no kind check
+  // is needed first. `cls` is the block's class (the handle has checked it, or
+  // trusts the sized free).
+  SYDRA_FAST_PATH bool try_free_local(SlabHeader* slab, void* mem, unsigned cls) noexcept {
+    const detail::ShardCache& tc = detail::shard_cache;
+    if (SYDRA_UNLIKELY(slab->owner != tc.shard || tc.manager_id != id_)) return false;
+    auto* n = static_cast<FreeNode*>(mem);
+    track::on_take_back(n, size_classes[cls]);
+    free_local(*static_cast<Shard*>(slab->owner), cls, n);
+    return true;
+  }
+
   // A block of one of our slabs. The owner pushes it back on its own list;
   // anyone else defers it onto the owner's lock-free stack.
-  SYDRA_FAST_PATH void free(SlabHeader* slab, void* mem) noexcept {
-    Shard* owner = static_cast<Shard*>(slab->owner);
+  SYDRA_FAST_PATH void free(SlabHeader* slab, void* mem, unsigned cls) noexcept {
+    if (try_free_local(slab, mem, cls)) return;
     auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, slab->block_size);
-    const detail::ShardCache& tc = detail::shard_cache;
-    if (SYDRA_LIKELY(tc.manager_id == id_ && tc.shard == owner)) return free_local(*owner, slab->size_class, n);
-    free_not_cached(*owner, slab->size_class, n);
+    track::on_take_back(n, size_classes[cls]);
+    free_not_cached(*static_cast<Shard*>(slab->owner), cls, n);
   }
   // ---- End of the fast path --------------------------------------------------
 
