@@ -32,4 +32,24 @@ meson compile -C "$builddir" bench-alloc
   --benchmark_out_format=json \
   "$@"
 
-python3 tools/bench_report.py "$builddir/bench.json"
+# The same fast paths in a checked build (misuse checks compiled in), so the
+# report can show what the checks cost when on, and that the release build
+# above carries none of it. Normalised by glibc's pair in each run.
+checked_dir=build-bench-checked
+copts=(-Dbuildtype=release -Dchecked=true -Dtests=disabled -Dexamples=disabled -Dbenchmarks=enabled
+       --wrap-mode=nofallback)
+if [[ -d "$checked_dir/meson-private" ]]; then
+  meson setup --reconfigure "$checked_dir" "${copts[@]}" >/dev/null
+else
+  meson setup "$checked_dir" "${copts[@]}" >/dev/null
+fi
+meson compile -C "$checked_dir" bench-alloc >/dev/null
+"$checked_dir/bench/bench-alloc" \
+  --benchmark_filter='BM_Pair_(ShardFast|BucketTimed|Glibc)/64$' \
+  --benchmark_repetitions="$reps" \
+  --benchmark_report_aggregates_only=true \
+  --benchmark_min_time="$min_time" \
+  --benchmark_out="$checked_dir/bench.json" \
+  --benchmark_out_format=json >/dev/null
+
+python3 tools/bench_report.py "$builddir/bench.json" "$checked_dir/bench.json"

@@ -103,9 +103,9 @@ class Report:
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) not in (2, 3):
         print(__doc__.strip().splitlines()[0])
-        print(f"usage: {argv[0]} BENCH.json")
+        print(f"usage: {argv[0]} BENCH.json [CHECKED-BENCH.json]")
         return 1
     try:
         context, medians = load_medians(argv[1])
@@ -154,6 +154,21 @@ def main(argv):
     print(" Epoch enter+leave (no target)")
     e = rep.ns("BM_Epoch_EnterLeave")
     print(f"  INFO    {'epoch enter+leave':<52} " + (f"{e:7.2f} ns" if e is not None else "    n/a"))
+    if len(argv) == 3:
+        try:
+            _, checked = load_medians(argv[2])
+        except (OSError, ValueError, KeyError) as e:
+            checked = {}
+            print(f"  (checked build results unreadable: {e})")
+        print(" Misuse checks: checked build / release build, 64 B pair, each normalised by glibc's pair in its run")
+        for variant in ("ShardFast", "BucketTimed"):
+            name, glibc = f"BM_Pair_{variant}/64", "BM_Pair_Glibc/64"
+            try:
+                cost = (1e9 / checked[name] / (1e9 / checked[glibc])) / (rep.ns(name) / rep.ns(glibc))
+                print(f"  INFO    {'checked/release ' + variant + ' pair':<52} {cost:7.3f}  (no target; the release"
+                      f" build compiles the checks out)")
+            except (KeyError, TypeError, ZeroDivisionError):
+                print(f"  INFO    {'checked/release ' + variant + ' pair':<52}   n/a")
     print()
     print(f"{rep.passed} PASS, {rep.failed} FAIL, {rep.missing} MISSING"
           + ("" if rep.failed == 0 and rep.missing == 0 else "  (benchmarks inform, they do not gate: exit 0)"))
