@@ -74,6 +74,13 @@ ThreadBinding* bind_thread(std::uint64_t id, ShardManagerBase* m) noexcept {
   if (shard_cache.exiting) return nullptr;
   for (ThreadBinding& b : record.bindings)
     if (b.manager_id == id) return &b;
+  // A new binding: first forget the ones whose manager is gone, so that a
+  // long-lived thread serving many short-lived handles does not grow its list.
+  {
+    Registry& r = registry();
+    std::lock_guard g(r.mu);
+    std::erase_if(record.bindings, [&r](const ThreadBinding& b) { return r.live.count(b.manager_id) == 0; });
+  }
   try {
     return &record.bindings.emplace_back(ThreadBinding{id, m, nullptr, nullptr});
   } catch (...) {

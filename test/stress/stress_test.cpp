@@ -127,14 +127,21 @@ void run_stress() {
         if (rng() % 512 == 0) h.collect_garbage();
       }
       if constexpr (Snapshots<Handle>) {
-        if (rng() % 2048 == 0) {
+        if (rng() % 256 == 0) {
           const sa::Stats st = h.snapshot_stats();
           for (const auto& b : st.buckets) {
             ASSERT_EQ(b.in_use, b.allocations - b.frees);
             ASSERT_LE(b.in_use, b.high_water);
           }
           ASSERT_LE(st.shards.reclaimed_total, st.shards.deferred_total);
+          ASSERT_LE(st.shards.backlog, st.shards.deferred_total) << "backlog wrapped";
+          for (const auto& sh : st.shards.shards)
+            for (const auto& c : sh.classes) {
+              ASSERT_LE(c.reclaimed, c.deferred) << "reclaimed ran ahead of deferred";
+              ASSERT_LE(c.in_use, c.allocations) << "in_use wrapped";
+            }
           ASSERT_GE(st.fallback.allocs, st.fallback.frees);
+          if constexpr (Handle::counts_live) ASSERT_LE(h.leaks().blocks, counts.pooled + counts.fallback);
         }
       }
     }

@@ -68,7 +68,7 @@ class BasicAllocatorHandle {
   BasicAllocatorHandle& operator=(const BasicAllocatorHandle&) = delete;
 
   ~BasicAllocatorHandle() {
-    if constexpr (has_epochs) drain_retired(EpochDomain::nobody_pinned);
+    if constexpr (has_epochs) drain_retired(true);  // no reader may outlive the handle
     LeakReport r;
     if constexpr (counts_live) r = leaks();
     if (leak_report_ != nullptr) *leak_report_ = r;
@@ -179,7 +179,10 @@ class BasicAllocatorHandle {
 
   // ---- Epoch mixin -----------------------------------------------------------
   // Empty optionals when no shard manager runs (allocator_shards = 0, or it
-  // could not be created), exactly as in the seed.
+  // could not be created), exactly as in the seed. enter_epoch() is also
+  // empty when this thread cannot take part (no memory for its epoch slot,
+  // or the thread is exiting): an empty result always means "not pinned, do
+  // not read shared structures that rely on the epoch".
   template <class S = Shards>
     requires EpochSource<S>
   std::optional<std::uint64_t> enter_epoch() noexcept {
@@ -234,7 +237,7 @@ class BasicAllocatorHandle {
     // shard belongs to another thread, the deferral that free makes is
     // collected in the same call.
     shards_.advance_epoch();
-    const std::size_t drained = drain_retired(shards_.min_pinned());
+    const std::size_t drained = drain_retired(false);
     return drained + shards_.collect();
   }
 
@@ -307,8 +310,11 @@ class BasicAllocatorHandle {
 
   template <class S = Shards>
     requires EpochSource<S>
-  std::size_t drain_retired(std::uint64_t safe_below) noexcept {
+  std::size_t drain_retired(bool everything) noexcept {
     detail::RetiredRecord* all = retired_.exchange(nullptr, std::memory_order_acquire);
+    // After the exchange, as in ThreadShards::collect_class: a pin that came
+    // before any of these retires is then visible to the scan.
+    const std::uint64_t safe_below = everything ? EpochDomain::nobody_pinned : shards_.min_pinned();
     detail::RetiredRecord* keep = nullptr;
     std::size_t freed = 0;
     Allocator backing = fallback_.backing_allocator();

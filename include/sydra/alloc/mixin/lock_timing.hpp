@@ -118,7 +118,8 @@ class TimedLock {
   // acquisition sampled" is a mask test on the acquisition count itself.
   void configure(const TimedLockConfig& c) noexcept {
     threshold_ns_ = c.threshold_ns;
-    period_ = std::bit_ceil(c.hold_sample_period == 0 ? 1u : c.hold_sample_period);
+    const std::uint32_t period = c.hold_sample_period == 0 ? 1u : c.hold_sample_period;
+    period_ = period > (1u << 30) ? (1u << 30) : std::bit_ceil(period);  // bit_ceil past 2^31 is UB
   }
 
   void lock() noexcept {

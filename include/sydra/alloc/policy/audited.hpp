@@ -51,6 +51,8 @@ class BlockRegistry {
   void relocate(const void* from, void* to, std::size_t new_len) noexcept {
     std::lock_guard g(mu_);
     auto node = live_.extract(reinterpret_cast<std::uintptr_t>(from));
+    if (node.empty())  // freed by another thread since check(): a racing double free
+      report_misuse(Misuse::double_free, "block freed while it was being resized", from, new_len, 0);
     node.key() = reinterpret_cast<std::uintptr_t>(to);
     node.mapped().len = new_len;
     live_.insert(std::move(node));

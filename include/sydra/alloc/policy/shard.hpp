@@ -140,10 +140,9 @@ class ThreadShards final : detail::ShardManagerBase {
   // caller advances the epoch (collect_garbage does, once per call).
   std::size_t collect() noexcept {
     if (!running()) return 0;
-    const std::uint64_t safe_below = epochs_.min_pinned();
     std::size_t moved = 0;
     for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned cls = 0; cls < class_count; ++cls) moved += collect_class(shards_[i], cls, safe_below);
+      for (unsigned cls = 0; cls < class_count; ++cls) moved += collect_class(shards_[i], cls);
     return moved;
   }
 
@@ -191,8 +190,10 @@ class ThreadShards final : detail::ShardManagerBase {
     for (std::size_t i = 0; i < count_; ++i)
       for (unsigned cls = 0; cls < class_count; ++cls) {
         const Shard& s = shards_[i];
-        const std::uint64_t n = s.local[cls].allocations.get() - s.local[cls].frees.get() -
-                                s.remote[cls].deferred_count.get();
+        // Removals first, then additions (acquire), as in collect_stats: never negative.
+        const std::uint64_t deferred = s.remote[cls].deferred_count.get();
+        const std::uint64_t frees = s.local[cls].frees.get();
+        const std::uint64_t n = s.local[cls].allocations.get() - frees - deferred;
         r.blocks += n;
         r.bytes += n * size_classes[cls];
       }
@@ -297,12 +298,14 @@ class ThreadShards final : detail::ShardManagerBase {
 
   void defer(Shard& owner, unsigned cls, FreeNode* n) noexcept {
     Remote& r = owner.remote[cls];
+    // Counted before it is published: once pushed, a collector may count it
+    // reclaimed, and reclaimed must never run ahead of deferred.
+    r.deferred_count.add();
     const std::uint64_t stamp = epochs_.current();
     FreeNode* head = r.deferred.load(std::memory_order_relaxed);
     do {
       store_link(n, head, stamp);
     } while (!r.deferred.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed));
-    r.deferred_count.add();
   }
 
   // The owner's list ran dry: take what collectors made ready, else collect
@@ -311,8 +314,7 @@ class ThreadShards final : detail::ShardManagerBase {
     Local& c = s.local[cls];
     Remote& r = s.remote[cls];
     FreeNode* list = r.ready.exchange(nullptr, std::memory_order_acquire);
-    if (list == nullptr && r.deferred.load(std::memory_order_relaxed) != nullptr &&
-        collect_class(s, cls, epochs_.min_pinned()) != 0)
+    if (list == nullptr && r.deferred.load(std::memory_order_relaxed) != nullptr && collect_class(s, cls) != 0)
       list = r.ready.exchange(nullptr, std::memory_order_acquire);
     FreeNode* n = list;
     if (n != nullptr) {
@@ -337,10 +339,17 @@ class ThreadShards final : detail::ShardManagerBase {
   // Takes the whole deferred stack, moves reclaimable blocks to `ready` and
   // pushes the rest back. Any thread may run it: taking whole lists with
   // exchange and pushing with CAS never races on a node.
-  std::size_t collect_class(Shard& s, unsigned cls, std::uint64_t safe_below) noexcept {
+  //
+  // The minimum pinned epoch is read only after the list is taken. The
+  // exchange synchronises with every push in it, and each push read its
+  // stamp after the block was unlinked, so any reader pinned before that
+  // unlink is visible to this scan. Read before the exchange, a reader that
+  // pinned in between would be missed and its block handed out under it.
+  std::size_t collect_class(Shard& s, unsigned cls) noexcept {
     Remote& r = s.remote[cls];
     FreeNode* all = r.deferred.exchange(nullptr, std::memory_order_acquire);
     if (all == nullptr) return 0;
+    const std::uint64_t safe_below = epochs_.min_pinned();
     FreeNode *ready_head = nullptr, *ready_tail = nullptr, *keep_head = nullptr, *keep_tail = nullptr;
     std::size_t moved = 0;
     for (FreeNode* n = all; n != nullptr;) {
