@@ -100,6 +100,20 @@ TEST(Stats, JsonParsesAndHoldsTheStructsNumbers) {
   h.collect_garbage();
 }
 
+TEST(Stats, TableShowsEachShardsInUseByClass) {
+  Pool h(Pool::Options{.pool = {.shards = 2}});
+  std::vector<void*> blocks;
+  for (int i = 0; i < 7; ++i) blocks.push_back(h.alloc(96, 8));
+  const std::string table = fmt::format("{}", h.snapshot_stats());
+  EXPECT_NE(table.find("in use by class:"), std::string::npos) << table;
+  // The owned shard's row: 7 hits, and 7 in use in the 96-byte class (the 6th).
+  EXPECT_NE(table.find(fmt::format(" {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n", 0, 0, 0, 0, 0, 7, 0,
+                                   0, 0)),
+            std::string::npos)
+      << table;
+  for (void* p : blocks) h.free(p, 96, 8);
+}
+
 TEST(Stats, TableNamesEveryBucketAndTheHistogram) {
   Pool h(Pool::Options{.pool = {.shards = 0}});
   void* p = h.alloc(100, 8);

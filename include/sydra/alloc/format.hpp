@@ -105,10 +105,15 @@ struct fmt::formatter<sydra::alloc::Stats> {
                            "min_pinned {} pinned_threads {}\n",
                            h.shard_count, h.alloc_hits, h.alloc_misses, h.deferred_total, h.reclaimed_total,
                            h.backlog, h.current_epoch, h.min_pinned_epoch, h.pinned_threads);
-      out = fmt::format_to(out, "{:>6} {:>6} {:>10} {:>9}\n", "shard", "owned", "hits", "backlog");
-      for (const auto& sh : h.shards)
-        out = fmt::format_to(out, "{:>6} {:>6} {:>10} {:>9}\n", sh.index, sh.owned ? "yes" : "no", sh.alloc_hits,
-                             sh.backlog);
+      out = fmt::format_to(out, "{:>6} {:>6} {:>10} {:>9} | in use by class:", "shard", "owned", "hits", "backlog");
+      for (auto size : sydra::alloc::size_classes) out = fmt::format_to(out, " {:>7}", size);
+      out = fmt::format_to(out, "\n");
+      for (const auto& sh : h.shards) {
+        out = fmt::format_to(out, "{:>6} {:>6} {:>10} {:>9} | {:>15}", sh.index, sh.owned ? "yes" : "no",
+                             sh.alloc_hits, sh.backlog, "");
+        for (const auto& c : sh.classes) out = fmt::format_to(out, " {:>7}", c.in_use);
+        out = fmt::format_to(out, "\n");
+      }
     }
     return out;
   }
