@@ -1,6 +1,14 @@
 // Compiler and sanitizer facts every layer needs; nothing here allocates.
 #pragma once
 
+// Every sydra-alloc header reaches this one (directly or through another)
+// before any code of its own, so an older standard is refused here with one
+// clear line rather than pages of concept errors. The .pc file carries no -std
+// flag: a consumer's own project chooses the standard.
+#if !defined(__cplusplus) || __cplusplus < 202002L
+#error "sydra-alloc needs C++20 (-std=c++20 or later)"
+#endif
+
 #include <sydra/alloc/config.hpp>
 
 #include <cstddef>
