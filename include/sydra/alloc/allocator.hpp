@@ -1,8 +1,8 @@
 // Allocator: the type-erased view that engine code passes around, as the
-// seed's std.mem.Allocator is. It is two pointers, copyable, and does not own
-// the heap behind it (BasicAllocatorHandle does).
+// seed's std.mem.Allocator is (docs/seed.md). It is two pointers, copyable,
+// and does not own the heap behind it (BasicAllocatorHandle does).
 //
-// Contract (design.md §3), the same for every mode and policy:
+// Contract, the same for every mode and policy:
 //   alloc(len, align)          len 0 -> nullptr; align 0 counts as 1; align not a
 //                              power of two, len > PTRDIFF_MAX or out of memory
 //                              -> nullptr, never an abort.

@@ -1,4 +1,4 @@
-// The request rules of the Allocator contract (design.md §3), shared by every
+// The request rules of the Allocator contract (allocator.hpp), shared by every
 // heap so that each refuses bad input the same way.
 #pragma once
 
