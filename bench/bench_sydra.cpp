@@ -1,0 +1,102 @@
+// Shapes of sydra's own paths that the peers have no counterpart for.
+//
+//   BM_BucketFree_Slabs/1, /2000       bucket free + re-alloc (256 B) with 1 or 2000 slabs live
+//   BM_BucketFree_SlabsWS255/2000      control: 2000 slabs live, a working set as small as /1's
+//   BM_Epoch_EnterLeave                enter_epoch() + leave_epoch() on the 4-shard handle
+//
+// One item = one free+alloc pair, or one enter+leave pair; CPU time.
+#include "shapes.hpp"
+#include "sydra_adapters.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <random>
+#include <unordered_set>
+#include <vector>
+
+namespace sydra_bench {
+namespace {
+
+constexpr std::size_t kAlign = 8;
+
+// 256-byte class: 255 blocks per 64 KiB slab. A fresh bucket-only handle per
+// run, so that the slabs are exactly the ones filled here. All blocks of
+// `slabs` slabs stay live; the timed loop frees one block and allocates one
+// (LIFO: the same block comes back), walking a shuffled working set of
+// `ws_blocks` blocks, each in a different slab (spread evenly over all of
+// them), except in the one-slab case, where it is every block of the slab.
+// With 2000 slabs every free therefore looks up another slab; the WS255
+// control keeps 2000 slabs live but walks only 255 of them, so that only the
+// number of live slabs differs from /1.
+void run_slabs(benchmark::State& state, std::size_t slabs, std::size_t ws_blocks) {
+  constexpr std::size_t size = 256;
+  const std::size_t per_slab = blocks_per_slab(size);
+  auto handle = make_bucket_only_handle();
+  BucketOnly a{*handle};
+  std::vector<void*> live(slabs * per_slab);
+  for (void*& p : live) p = a.alloc(size, kAlign);
+
+  std::unordered_set<const void*> headers;
+  for (void* p : live) headers.insert(slab_of(p));
+  if (headers.size() != slabs || headers.count(nullptr) != 0) {
+    state.SkipWithError("the live blocks do not fill exactly the requested number of slabs");
+    for (void* p : live) a.free(p, size, kAlign);
+    return;
+  }
+
+  // The blocks were carved slab by slab, so block b of slab s is
+  // live[s * per_slab + b]. Shuffled with a fixed seed.
+  std::vector<std::size_t> ws;
+  if (slabs == 1) {
+    for (std::size_t i = 0; i < per_slab; ++i) ws.push_back(i);
+  } else {
+    for (std::size_t j = 0; j < ws_blocks; ++j) {
+      const std::size_t s = j * slabs / ws_blocks;
+      ws.push_back(s * per_slab + (s * 37) % per_slab);  // a varying block in each slab
+    }
+  }
+  std::shuffle(ws.begin(), ws.end(), std::mt19937_64(42));
+
+  std::size_t k = 0;
+  for (auto _ : state) {
+    void*& slot = live[ws[k]];
+    a.free(slot, size, kAlign);
+    void* p = a.alloc(size, kAlign);
+    touch(p);
+    slot = p;
+    if (++k == ws.size()) k = 0;
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["slabs"] = static_cast<double>(headers.size());
+  state.counters["working_set"] = static_cast<double>(ws.size());
+  for (void* p : live) a.free(p, size, kAlign);
+}
+
+void run_epoch_enter_leave(benchmark::State& state) {
+  SydraHandle& h = shard_handle();
+  const std::optional<std::uint64_t> first = sydra_enter_epoch(h);  // warm-up: claims this thread's slot
+  if (!first.has_value()) {
+    state.SkipWithError("no shard manager: enter_epoch gave no epoch");
+    return;
+  }
+  sydra_leave_epoch(h, *first);
+  for (auto _ : state) {
+    std::optional<std::uint64_t> e = sydra_enter_epoch(h);
+    benchmark::DoNotOptimize(e);
+    sydra_leave_epoch(h, *e);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+}  // namespace
+
+void register_sydra_shapes(const BenchConfig&) {
+  benchmark::RegisterBenchmark("BM_BucketFree_Slabs/1", [](benchmark::State& s) { run_slabs(s, 1, 1); });
+  benchmark::RegisterBenchmark("BM_BucketFree_Slabs/2000", [](benchmark::State& s) { run_slabs(s, 2000, 2000); });
+  benchmark::RegisterBenchmark("BM_BucketFree_SlabsWS255/2000",
+                               [](benchmark::State& s) { run_slabs(s, 2000, 255); });
+  benchmark::RegisterBenchmark("BM_Epoch_EnterLeave", run_epoch_enter_leave);
+}
+
+}  // namespace sydra_bench

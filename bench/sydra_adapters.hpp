@@ -1,0 +1,136 @@
+// Every use of the sydra-alloc API by the benchmarks, in one place, so that a
+// change of the library's internals (policies, options, trim, retire) is
+// followed here and nowhere else. The shapes see only the adapters below,
+// which have the same members as the peers' (peers.hpp):
+//
+//   void* alloc(std::size_t n, std::size_t align);
+//   void  free(void* p, std::size_t n, std::size_t align);
+//   static bool available(std::string* why);
+//
+// Members that a handle may not have yet (trim) are called through
+// `if constexpr (requires ...)`, and the report says when one was missing.
+#pragma once
+
+#include <sydra/alloc/modes.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace sydra_bench {
+
+namespace sa = sydra::alloc;
+
+// The small_pool mode's policy, used as a program would: shards -> buckets -> glibc.
+using SydraHandle = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+
+// Shards of the shared handle: the library's default (-Dallocator_shards).
+inline constexpr std::size_t kShards = 4;
+
+// One 4-shard handle for every shard shape. A thread binds to it once and
+// keeps its shard: switching a thread between sharded handles rebinds its
+// thread-local cache, which is not what any shape measures. Threads beyond
+// the fourth get no shard and take the bucket path (the 8- and 64-thread
+// churns measure exactly that).
+inline SydraHandle& shard_handle() {
+  static SydraHandle h(SydraHandle::Options{.pool = {.shards = kShards}});
+  return h;
+}
+
+// small_pool with no shard manager (-Dallocator_shards=0): the bucket path
+// after a failed shard lookup, as every thread without a shard takes it.
+inline SydraHandle& noshard_handle() {
+  static SydraHandle h(SydraHandle::Options{.pool = {.shards = 0}});
+  return h;
+}
+
+// The templated handle, called directly: what code that names the handle type gets.
+struct Sydra {
+  SydraHandle& h = shard_handle();
+  static bool available(std::string*) { return true; }
+  void* alloc(std::size_t n, std::size_t align) noexcept { return h.alloc(n, align); }
+  void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
+};
+
+struct SydraNoShard {
+  SydraHandle& h = noshard_handle();
+  static bool available(std::string*) { return true; }
+  void* alloc(std::size_t n, std::size_t align) noexcept { return h.alloc(n, align); }
+  void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
+};
+
+// Through the type-erased Allocator (two pointers, one indirect call per
+// operation) with its default alignment, as engine code that is handed an
+// Allocator calls it. The align argument is ignored on purpose: the shapes
+// register this variant at alignment 16 only.
+struct SydraErased {
+  sa::Allocator a = shard_handle().allocator();
+  static constexpr std::size_t default_align = alignof(std::max_align_t);
+  static bool available(std::string*) { return true; }
+  void* alloc(std::size_t n, std::size_t) noexcept { return a.alloc(n); }
+  void free(void* p, std::size_t n, std::size_t) noexcept { a.free(p, n); }
+};
+
+// ---- Epochs and retire ------------------------------------------------------------
+
+inline std::optional<std::uint64_t> sydra_enter_epoch(SydraHandle& h) noexcept { return h.enter_epoch(); }
+inline void sydra_leave_epoch(SydraHandle& h, std::uint64_t e) noexcept { h.leave_epoch(e); }
+inline bool sydra_retire(SydraHandle& h, void* p, std::size_t n, std::size_t align) noexcept {
+  return h.retire(p, n, align);
+}
+inline std::size_t sydra_collect(SydraHandle& h) noexcept { return h.collect_garbage(); }
+
+// ---- Trim -------------------------------------------------------------------------
+
+template <class H>
+inline constexpr bool has_trim = requires(H& h) { h.trim(); };
+
+// Bytes given back to the OS, or nothing when the handle has no trim() yet.
+template <class H>
+std::optional<std::size_t> sydra_trim(H& h) noexcept {
+  if constexpr (has_trim<H>) {
+    return static_cast<std::size_t>(h.trim());
+  } else {
+    (void)h;
+    return std::nullopt;
+  }
+}
+
+// ---- The bucket path alone (BM_BucketFree_Slabs) -----------------------------------
+
+// No shard manager at all, TimedLock buckets: the policy the slab-count
+// family has measured since it was written.
+struct BucketOnlyPolicy {
+  static constexpr const char* name = "bench-buckets";
+  using Shards = sa::NoShards;
+  using Buckets = sa::MutexBuckets<sa::TimedLock<>>;
+  using Fallback = sa::Tracked<sa::Audited<sa::SystemHeap>>;
+};
+using BucketOnlyHandle = sa::BasicAllocatorHandle<BucketOnlyPolicy>;
+
+struct BucketOnly {
+  BucketOnlyHandle& h;
+  void* alloc(std::size_t n, std::size_t align) noexcept { return h.alloc(n, align); }
+  void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
+};
+
+inline std::unique_ptr<BucketOnlyHandle> make_bucket_only_handle() { return std::make_unique<BucketOnlyHandle>(); }
+
+// Blocks of `size` bytes that one slab holds.
+inline std::size_t blocks_per_slab(std::size_t size) noexcept {
+  return (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / size;
+}
+
+// The slab a pooled block lives in (an opaque identity), nullptr otherwise.
+inline const void* slab_of(const void* p) noexcept { return sa::Pagemap::lookup(p); }
+
+// For the report: what was measured.
+inline std::string sydra_description() {
+  return std::string("BasicAllocatorHandle<") + sa::SmallPoolPolicy::name + ">, " + std::to_string(kShards) +
+         " shards; pool alignment " + std::to_string(sa::pool_alignment) + "; trim() " +
+         (has_trim<SydraHandle> ? "present" : "absent");
+}
+
+}  // namespace sydra_bench
