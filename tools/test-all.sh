@@ -7,7 +7,8 @@
 #   1b. release build, unchecked: the same unit and stress tests (no misuse tests)
 #   2. one build folder per allocator_mode (+ allocator_shards=0), testing the
 #      configured alias; a bogus mode must be refused
-#   3. install + consumer projects (pkg-config and subproject)
+#   3. install + consumer projects (pkg-config and subproject); no per-mode
+#      library built, a clean .pc, C++17 refused (test/consumer/run.sh)
 #   4. ASan+UBSan build, all suites
 #   5. TSan build, all suites
 #   6. Valgrind over the unit and stress tests

@@ -22,10 +22,21 @@ int use(Handle& h, const std::string& expected) {
   return sa::mode == expected ? 0 : 3;
 }
 
+// ---------------------------------------------------------------------------
+// SPOT RESERVED: composing two policies from the consumer side.
+// The internals rewrite (handle/concepts/policy) fills this in: engine code
+// that composes two policies of its own choosing, built through the installed
+// library and the subproject like the rest of this file. Until then it returns
+// 0 (success); main() already calls it, and any non-zero value fails the
+// consumer test with rc 4.
+int compose_two_policies() { return 0; }
+// ---------------------------------------------------------------------------
+
 int main(int argc, char** argv) {
   const std::string expected = argc > 1 ? argv[1] : "small_pool";
   sa::AllocatorHandle h;
-  const int rc = use(h, expected);
+  int rc = use(h, expected);
+  if (rc == 0 && compose_two_policies() != 0) rc = 4;
   std::printf("consumer: mode %s, expected %s, rc %d\n", std::string(sa::mode).c_str(), expected.c_str(), rc);
   return rc;
 }
