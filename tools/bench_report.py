@@ -1,178 +1,706 @@
 #!/usr/bin/env python3
-"""Medians and target ratios from bench-alloc's JSON output.
+"""Writes the benchmark page (docs/benchmarks.md, docs/benchmarks.svg) from one run of tools/bench.sh.
 
-    python3 tools/bench_report.py build-bench/bench.json
+    python3 tools/bench_report.py --throughput build-bench/bench.json --memory build-bench/memory.jsonl \\
+        [--checked build-bench-checked/bench.json] [--commands build-bench/bench-commands.txt] \\
+        [--builddir build-bench] [--out docs/benchmarks.md] [--svg docs/benchmarks.svg] [--quick]
 
-Every bench-alloc benchmark counts its items (one item = one alloc+free pair,
-one enter+leave pair, or one block through the producer/consumer ring), so the
-cost of one item is 1e9 / items_per_second ns, whatever the batch size. Rates
-come from CPU time for the single-thread families and from wall time for the
-producer/consumer one (UseRealTime). Only medians are used: the
-`<name>_median` aggregate when the run had repetitions, else the median of the
-plain runs found.
+Inputs: bench-alloc's Google Benchmark JSON (medians of interleaved
+repetitions; one item = one alloc+free pair, one churn operation, one block
+through the ring, or one node retired and reclaimed) and bench-memory's JSON
+lines (one object per allocator and scenario). Throughput ratios are sydra's
+items/s over the peer's (higher is better); memory ratios are sydra's figure
+over the peer's (lower is better).
 
-Failures are printed as plain FAIL lines and the script still exits 0:
-benchmarks inform, they do not gate. It exits 1 only when the file cannot be
-read.
+Each target of issues 8, 9 and 14 is printed with its measured value and PASS
+or FAIL, or MISSING when a result is absent. Benchmarks inform, they do not
+gate: the script exits 0 whatever the verdicts, and 1 only when the
+throughput JSON cannot be read. The page is also printed to stdout. The
+charts are drawn by gnuplot (Debian's gnuplot-nox); without it the page says
+so and has no chart.
 """
 
+import argparse
+import datetime
 import json
+import os
+import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 from collections import defaultdict
 
-SIZES = (16, 32, 64, 128, 256)
+PEERS = ("Glibc", "Mimalloc", "Jemalloc")
+PEER_NAMES = {"Glibc": "glibc", "Mimalloc": "mimalloc", "Jemalloc": "jemalloc"}
+MEM_ALLOCATORS = ("sydra", "glibc", "mimalloc", "jemalloc")
+SYDRA_VARIANTS = ("Sydra", "SydraErased", "SydraNoShard")
+VIA = {"Sydra": "handle", "SydraErased": "Allocator", "SydraNoShard": "handle, no shards"}
+SIZES = (16, 64, 256)
+ALIGNS = (8, 16)
+CHURNS = (("16-256", 1), ("16-256", 2), ("8-1024", 1), ("8-1024", 2), ("16-256", 8), ("16-256", 64))
+DECORATIONS = ("iterations:", "repeats:")
+RETAINED_BUDGET_KIB = 4096  # trim(): the default retained budget, 4 MiB
+LIMITS = (0.95, 1.0, 1.03, 1.1, 1.3, 2.0, 3.0)  # the targets' thresholds, for fmt_value
 
 
-def load_medians(path):
-    """name -> median items_per_second."""
+# ---- Reading ----------------------------------------------------------------------------
+
+def short_name(name):
+    """Drops Google Benchmark's decorations; keeps threads:N, which is part of the shape."""
+    return "/".join(p for p in name.split("/")
+                    if not p.startswith(DECORATIONS) and p not in ("real_time", "manual_time"))
+
+
+def load_throughput(path):
+    """(context, {name: median items/s}, {name: error message})."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    aggregates = {}
-    runs = defaultdict(list)
+    aggregates, runs, errors = {}, defaultdict(list), {}
     for b in data.get("benchmarks", []):
-        ips = b.get("items_per_second")
-        if ips is None or b.get("error_occurred"):
+        name = short_name(b.get("run_name", b["name"]))
+        if b.get("error_occurred"):
+            errors[name] = b.get("error_message", "error")
             continue
-        run_name = b.get("run_name", b["name"])
+        ips = b.get("items_per_second")
+        if ips is None:
+            continue
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == "median":
-                aggregates[run_name] = ips
+                aggregates[name] = ips
         else:
-            runs[run_name].append(ips)
-    medians = {name: statistics.median(v) for name, v in runs.items()}
+            runs[name].append(ips)
+    medians = {n: statistics.median(v) for n, v in runs.items()}
     medians.update(aggregates)
-    return data.get("context", {}), medians
+    return data.get("context", {}), medians, errors
 
 
-FAMILIES = ("BM_Pair_", "BM_Batch64_", "BM_BucketFree_", "BM_ProducerConsumer_", "BM_Epoch_")
-VARIANTS = ("ShardFast", "Sydra", "BucketTimed", "BucketPlain", "SmallPoolNoShards", "Glibc", "Mimalloc",
-            "IdealInline", "IdealCall", "Slabs/", "SlabsWS255")
+def load_memory(path):
+    """{(scenario, key, allocator): record}; a record with "error" stands for a failed run."""
+    out = {}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            out[(r.get("scenario"), memory_key(r), r.get("allocator"))] = r
+    return out
 
 
-def display_order(name):
-    """Family, then variant, then numeric arguments (runs may be interleaved)."""
-    family = next((i for i, f in enumerate(FAMILIES) if name.startswith(f)), len(FAMILIES))
-    base, *args = name.split("/")
-    variant = next((i for i, v in enumerate(VARIANTS) if (base + "/").endswith(v) or base.endswith(v)),
-                   len(VARIANTS))
-    nums = tuple(int(a) if a.isdigit() else 0 for a in args)
-    return (family, variant, base, nums)
+def memory_key(r):
+    """The argument that tells a scenario's runs apart, from the record or from a failed run's args."""
+    args = r.get("args", "").split()
+    s = r.get("scenario")
+
+    def pick(field, idx):
+        if field in r:
+            return r[field]
+        try:
+            return int(args[idx])
+        except (IndexError, ValueError):
+            return None
+
+    if s == "rss-per-byte":
+        return pick("size", 1)
+    if s == "phase-shift":
+        return (pick("from", 1), pick("to", 2))
+    if s == "churn-peak":
+        return (pick("lo", 1), pick("hi", 2))
+    if s == "per-thread":
+        return pick("threads", 1)
+    return None
 
 
-def short(name):
-    """Drops Google Benchmark's decorations (iterations:N, real_time)."""
-    return "/".join(p for p in name.split("/") if not p.startswith(("iterations:", "repeats:")) and p != "real_time")
+# ---- Verdicts ---------------------------------------------------------------------------
+
+class Target:
+    """One target of an issue: every measurement that falls under it, and the verdict."""
+
+    def __init__(self, issue, text, op, limit, unit=""):
+        self.issue, self.text, self.op, self.limit, self.unit = issue, text, op, limit, unit
+        self.items = []  # (label, value or None)
+
+    def ok(self, v):
+        return v <= self.limit if self.op == "<=" else v >= self.limit
+
+    def add(self, label, value):
+        self.items.append((label, value))
+        return None if value is None else self.ok(value)
+
+    def verdict(self):
+        if not self.items or any(v is None for _, v in self.items):
+            return "MISSING"
+        return "PASS" if all(self.ok(v) for _, v in self.items) else "FAIL"
+
+    def worst(self):
+        vals = [(v, lbl) for lbl, v in self.items if v is not None]
+        if not vals:
+            return None, None
+        return (min if self.op == ">=" else max)(vals)
 
 
-class Report:
-    def __init__(self, medians):
-        self.m = {short(k): v for k, v in medians.items()}
-        self.passed = self.failed = self.missing = 0
+def fmt_ratio(v, digits=2):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def fmt_value(v):
+    """Two decimals, three where two would round onto a limit (0.998 must not read as 1.00 and fail)."""
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 100):
+        return f"{v:.0f}"
+    two = f"{v:.2f}"
+    return f"{v:.3f}" if float(two) in LIMITS and float(two) != v else two
+
+
+def mark(v, ok):
+    """A ratio cell; a target's cell carries its verdict."""
+    if v is None:
+        return "n/a"
+    return fmt_value(v) + ("" if ok is None else (" ✓" if ok else " ✗ FAIL"))
+
+
+# ---- Throughput -------------------------------------------------------------------------
+
+def shape_rows():
+    """(family, shape, label) in page order."""
+    rows = []
+    for fam, what in (("BM_Pair", "pair"), ("BM_Batch64", "batch of 64")):
+        for s in SIZES:
+            for a in ALIGNS:
+                rows.append((fam, f"{s}/align:{a}", f"{what}, {s} B, align {a}"))
+    for rng, t in CHURNS:
+        rows.append(("BM_Churn", f"{rng}/threads:{t}",
+                     f"churn {rng.replace('-', '–')} B, {t} thread{'s' if t > 1 else ''}"))
+    rows.append(("BM_ProducerConsumer", "64", "producer/consumer 64 B"))
+    return rows
+
+
+class Throughput:
+    def __init__(self, medians, errors):
+        self.m, self.errors = medians, errors
+
+    def ips(self, fam, variant, shape):
+        return self.m.get(f"{fam}/{variant}/{shape}")
 
     def ns(self, name):
-        ips = self.m.get(name)
-        return None if not ips else 1e9 / ips
+        v = self.m.get(name)
+        return None if not v else 1e9 / v
 
-    def ips(self, name):
-        return self.m.get(name)
 
-    def ratio(self, label, num, den, op, target, value_of):
-        a, b = value_of(num), value_of(den)
-        if a is None or b is None:
-            gone = ", ".join(n for n, v in ((num, a), (den, b)) if v is None)
-            print(f"  MISSING {label:<52} (no result for {gone})")
-            self.missing += 1
-            return
-        r = a / b
-        ok = r <= target if op == "<=" else r >= target
-        if ok:
-            self.passed += 1
+def throughput_targets():
+    return {
+        "glibc": Target(8, "No shape below 1.0× glibc (handle and Allocator; the 8–1024 B churn has its own)",
+                        ">=", 1.0, "×"),
+        "mimalloc": Target(8, "Every 16–256 B shape on 1 or 2 threads, align 8 or 16, handle or Allocator: "
+                              "≥ 1.0× mimalloc", ">=", 1.0, "×"),
+        "shards8": Target(8, "16–256 B churn, 8 threads on the default 4 shards: ≥ 1.0× mimalloc", ">=", 1.0, "×"),
+        "wide": Target(8, "8–1024 B churn (1 and 2 threads): ≥ 0.95× glibc", ">=", 0.95, "×"),
+        "pc": Target(8, "Producer/consumer 64 B (handle): ≥ 1.0× mimalloc", ">=", 1.0, "×"),
+        "retire": Target(8, "Retire + reclaim of a 64-B node ≤ 2× an alloc+free pair on the shard path",
+                         "<=", 2.0, "×"),
+        "ideal": Target(8, "Shard fast pair within 3× the ideal inline loop (cost ratio)", "<=", 3.0, "×"),
+        "slabs": Target(9, "A free with 2,000 slabs live ≤ 1.3× a free with 1 slab live", "<=", 1.3, "×"),
+        "threads64": Target(14, "16–256 B churn with 64 threads on the 2 cores: ≥ 1.0× mimalloc", ">=", 1.0, "×"),
+    }
+
+
+def checks_for(fam, shape, variant):
+    """[(peer column, target key)] that a row's ratio cells fall under."""
+    if variant not in ("Sydra", "SydraErased"):
+        return []
+    out = []
+    rng, threads = None, None
+    if fam == "BM_Churn":
+        rng, t = shape.split("/threads:")
+        threads = int(t)
+    if rng == "8-1024":
+        out.append(("Glibc", "wide"))
+    else:
+        out.append(("Glibc", "glibc"))
+    small = fam in ("BM_Pair", "BM_Batch64", "BM_ProducerConsumer") or (rng == "16-256" and threads in (1, 2))
+    if fam == "BM_ProducerConsumer" and variant == "Sydra":
+        out.append(("Mimalloc", "pc"))
+    elif small:
+        out.append(("Mimalloc", "mimalloc"))
+    if rng == "16-256" and threads == 8:
+        out.append(("Mimalloc", "shards8"))
+    if rng == "16-256" and threads == 64:
+        out.append(("Mimalloc", "threads64"))
+    return out
+
+
+def throughput_section(tp, targets, lines, chart_rows):
+    lines.append("Throughput ratios are sydra's items per second over the peer's on the same shape in the same "
+                 "run: **higher is better**, 1.00 is parity. \"cost ÷ ideal\" is sydra's time per item over the "
+                 "ideal inline free list's (lower is better). ✓/✗ mark the cells a target applies to.")
+    lines.append("")
+    lines.append("| shape | via | sydra (M items/s) | ÷ glibc | ÷ mimalloc | ÷ jemalloc | cost ÷ ideal |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    for fam, shape, label in shape_rows():
+        for variant in SYDRA_VARIANTS:
+            name = f"{fam}/{variant}/{shape}"
+            own = tp.ips(fam, variant, shape)
+            if own is None and name not in tp.errors:
+                continue  # this variant does not exist for this shape
+            checks = dict(checks_for(fam, shape, variant))  # peer -> target key (one per peer)
+            # A peer cell can fall under two targets (8 threads: glibc and shards8 use different peers).
+            multi = checks_for(fam, shape, variant)
+            cells, chart = [], []
+            for peer in PEERS:
+                p = tp.ips(fam, peer, shape)
+                r = own / p if own and p else None
+                verdicts = [targets[k].add(f"{label} ({VIA[variant]})", r) for pc, k in multi if pc == peer]
+                ok = None if not verdicts or r is None else all(verdicts)
+                cells.append(mark(r, ok) if peer in checks else fmt_ratio(r))
+                chart.append(r)
+            ideal = ""
+            if fam in ("BM_Pair", "BM_Batch64"):
+                i = tp.ips(fam, "IdealInline", shape)
+                c = i / own if own and i else None
+                ok = targets["ideal"].add(label, c) if (fam == "BM_Pair" and variant == "Sydra") else None
+                ideal = mark(c, ok)
+            own_s = f"{own / 1e6:.1f}" if own else f"error: {tp.errors.get(name, 'missing')}"
+            lines.append(f"| {label} | {VIA[variant]} | {own_s} | {' | '.join(cells)} | {ideal} |")
+            if variant != "SydraNoShard":
+                chart_rows.append((f"{label}{' (Allocator)' if variant == 'SydraErased' else ''}", chart))
+    lines.append("")
+
+    # Retire: the peers have no retire; sydra's own pair is the yardstick.
+    pair = tp.ns("BM_Pair/Sydra/64/align:8")
+    lines.append("Retire: one writer allocates a 64-B node, publishes it (exchange) and retires the old one, "
+                 "collecting every 64 retires, while 2 readers pin, read and unpin in a loop. One item = one node "
+                 "allocated, retired and reclaimed, in writer CPU time.")
+    lines.append("")
+    lines.append("| shape | ns per node | ÷ shard pair 64 B (ns) |")
+    lines.append("|---|---:|---:|")
+    for w in (1, 2):
+        ns = tp.ns(f"BM_Retire/Sydra/64/threads:{w}")
+        r = ns / pair if ns and pair else None
+        ok = targets["retire"].add(f"retire 64 B, {w} writer{'s' if w > 1 else ''}", r) if w == 1 else None
+        lines.append(f"| retire+reclaim 64 B, {w} writer{'s' if w > 1 else ''} | {fmt_ratio(ns)} | "
+                     f"{mark(r, ok)} |")
+    lines.append("")
+
+
+def other_section(tp, targets, checked, lines):
+    lines.append("| measurement | value | note |")
+    lines.append("|---|---:|---|")
+    one, many = tp.ns("BM_BucketFree_Slabs/1"), tp.ns("BM_BucketFree_Slabs/2000")
+    ws = tp.ns("BM_BucketFree_SlabsWS255/2000")
+    r = many / one if one and many else None
+    lines.append(f"| bucket free+alloc, 256 B, 1 slab live | {fmt_ratio(one)} ns | |")
+    lines.append(f"| bucket free+alloc, 256 B, 2000 slabs live | {fmt_ratio(many)} ns | "
+                 f"÷ 1 slab: {mark(r, targets['slabs'].add('2000 slabs / 1 slab', r))} (target ≤ 1.3) |")
+    c = ws / one if ws and one else None
+    lines.append(f"| control: 2000 slabs live, 255-block working set | {fmt_ratio(ws)} ns | ÷ 1 slab: "
+                 f"{fmt_ratio(c)} (no target: only the slab count differs from /1) |")
+    e = tp.ns("BM_Epoch_EnterLeave")
+    lines.append(f"| enter_epoch + leave_epoch | {fmt_ratio(e)} ns | no target |")
+    for s in SIZES:
+        call, inline = tp.ns(f"BM_Pair/IdealCall/{s}/align:8"), tp.ns(f"BM_Pair/IdealInline/{s}/align:8")
+        lines.append(f"| ideal free list behind calls, {s} B | {fmt_ratio(call)} ns | inline: {fmt_ratio(inline)} ns |")
+    if checked is not None:
+        for variant in ("Sydra", "SydraNoShard"):
+            name, glibc = f"BM_Pair/{variant}/64/align:8", "BM_Pair/Glibc/64/align:8"
+            try:
+                cost = (checked[glibc] / checked[name]) / (tp.m[glibc] / tp.m[name])
+                v = f"{cost:.2f}"
+            except (KeyError, TypeError, ZeroDivisionError):
+                v = "n/a"
+            lines.append(f"| checked build ÷ release build, {VIA[variant]} pair 64 B | {v} | "
+                         f"each normalised by glibc's pair in its own run; no target |")
+    lines.append("")
+
+
+# ---- Memory -----------------------------------------------------------------------------
+
+def mem_value(mem, scenario, key, allocator, field):
+    r = mem.get((scenario, key, allocator))
+    if r is None or "error" in r:
+        return None
+    return r.get(field)
+
+
+def mem_errors(mem):
+    return [(k, r["error"]) for k, r in sorted(mem.items(), key=lambda kv: str(kv[0])) if "error" in r]
+
+
+def ratio_cells(vals):
+    """sydra / each peer; n/a where either is missing or the peer's figure is not positive."""
+    s = vals.get("sydra")
+    out = []
+    for a in MEM_ALLOCATORS[1:]:
+        p = vals.get(a)
+        out.append(f"{s / p:.2f}" if s is not None and p is not None and p > 0 else "n/a")
+    return out
+
+
+def num(v, digits=2):
+    return "n/a" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else f"{v}")
+
+
+def memory_section(mem, lines, chart_rows, quick):
+    t = {
+        "rss": Target(9, "RSS per requested byte ≤ 1.03 with 1 M live blocks (16, 64 and 256 B)", "<=", 1.03),
+        "phase": Target(9, "Phase shift: peak RSS ≤ 1.1× the first phase's (16→128 B, 64→256 B)", "<=", 1.1),
+        "trim": Target(9, f"After freeing everything and trim(): RSS within the retained budget "
+                          f"({RETAINED_BUDGET_KIB // 1024} MiB) of where it started", "<=", RETAINED_BUDGET_KIB, " KiB"),
+        "churn": Target(9, "Peak RSS of the larson-like churn ≤ 1.1× min(glibc, mimalloc)", "<=", 1.1, "×"),
+        "live": Target(14, "1024 threads, blocks live: RSS per thread ≤ glibc's + 16 KiB", "<=", 16, " KiB"),
+        "idle": Target(14, "1024 threads, freed and idle: RSS per thread ≤ glibc's + 8 KiB", "<=", 8, " KiB"),
+        "exited": Target(14, "1024 threads, after exit: RSS per thread ≤ glibc's + 4 KiB", "<=", 4, " KiB"),
+    }
+    head = "| | sydra | glibc | mimalloc | jemalloc | sydra ÷ glibc | sydra ÷ mimalloc | sydra ÷ jemalloc |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    blocks = None
+    for s in SIZES:
+        r = mem.get(("rss-per-byte", s, "sydra")) or mem.get(("rss-per-byte", s, "glibc")) or {}
+        blocks = blocks or r.get("blocks")
+
+    lines.append(f"Memory ratios are sydra's figure over the peer's: **lower is better**. Every figure comes from "
+                 f"VmRSS/VmHWM of a process that ran one scenario with one allocator"
+                 f"{' (quick run: smaller sizes than the targets name)' if quick else ''}.")
+    lines.append("")
+    lines.append(f"**RSS per requested byte**, {blocks or '?'} live blocks, (RSS with the blocks live − RSS before) ÷ "
+                 f"requested bytes:")
+    lines.append("")
+    lines.append(head.replace("| |", "| block size |"))
+    lines.append(rule)
+    for s in SIZES:
+        vals = {a: mem_value(mem, "rss-per-byte", s, a, "rss_per_byte") for a in MEM_ALLOCATORS}
+        ok = t["rss"].add(f"{s} B", vals["sydra"])
+        lines.append(f"| {s} B | {mark(vals['sydra'], ok)} | "
+                     + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals))
+                     + " |")
+        chart_rows.append((f"RSS per byte, {s} B", ratio_list(vals)))
+    lines.append("")
+
+    lines.append("**Free everything, then trim** (16, 64 and 256 B blocks in turn; KiB of RSS above the start; "
+                 "each allocator's own trim: glibc `malloc_trim(0)`, mimalloc `mi_collect(true)`, jemalloc "
+                 "`thread.tcache.flush` + `arena.<all>.purge`, sydra `trim()`):")
+    lines.append("")
+    lines.append(head.replace("| |", "| KiB above start |"))
+    lines.append(rule)
+    for label, field in (("blocks live", None), ("after freeing all", "freed_delta_kib"),
+                         ("after trim", "trimmed_delta_kib")):
+        vals = {}
+        for a in MEM_ALLOCATORS:
+            if field is None:
+                full, start = (mem_value(mem, "free-all-trim", None, a, f) for f in ("rss_full_kib", "rss_start_kib"))
+                vals[a] = None if full is None or start is None else full - start
+            else:
+                vals[a] = mem_value(mem, "free-all-trim", None, a, field)
+        cell = num(vals["sydra"])
+        if field == "trimmed_delta_kib":
+            ok = t["trim"].add("after trim", vals["sydra"])
+            cell = num(vals["sydra"]) + ("" if ok is None else (" ✓" if ok else " ✗ FAIL"))
+        lines.append(f"| {label} | {cell} | " + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | "
+                     + " | ".join(ratio_cells(vals)) + " |")
+    trim_flag = mem_value(mem, "free-all-trim", None, "sydra", "trim")
+    if trim_flag is False:
+        lines.append("")
+        lines.append("sydra's handle has no `trim()` yet: its after-trim figure is measured without one.")
+    lines.append("")
+
+    lines.append("**Phase shift**: fill the bytes with one class, free all, fill the same bytes with another; "
+                 "peak RSS after phase 2 ÷ peak RSS after phase 1 (both above the start):")
+    lines.append("")
+    lines.append(head.replace("| |", "| shift |"))
+    lines.append(rule)
+    for a_from, a_to in ((16, 128), (64, 256)):
+        vals = {a: mem_value(mem, "phase-shift", (a_from, a_to), a, "peak_ratio") for a in MEM_ALLOCATORS}
+        ok = t["phase"].add(f"{a_from}→{a_to} B", vals["sydra"])
+        lines.append(f"| {a_from} → {a_to} B | {mark(vals['sydra'], ok)} | "
+                     + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals))
+                     + " |")
+        chart_rows.append((f"phase shift {a_from}→{a_to} B", ratio_list(vals)))
+    lines.append("")
+
+    r0 = next((r for k, r in mem.items() if k[0] == "churn-peak" and "error" not in r), {})
+    lines.append(f"**Peak RSS of the larson-like churn** ({r0.get('threads', '?')} threads, {r0.get('slots', '?')} "
+                 f"live blocks, {r0.get('ops_per_thread', '?')} operations per thread; KiB of VmHWM above the RSS "
+                 f"before the fill):")
+    lines.append("")
+    lines.append(head.replace("| |", "| sizes |"))
+    lines.append(rule)
+    for lo, hi in ((16, 256), (8, 1024)):
+        vals = {a: mem_value(mem, "churn-peak", (lo, hi), a, "peak_delta_kib") for a in MEM_ALLOCATORS}
+        best = [vals[a] for a in ("glibc", "mimalloc") if vals[a]]
+        r = vals["sydra"] / min(best) if vals["sydra"] is not None and len(best) == 2 else None
+        ok = t["churn"].add(f"{lo}–{hi} B", r)
+        lines.append(f"| {lo}–{hi} B | {num(vals['sydra'])} (÷ min(glibc, mimalloc): {mark(r, ok)}) | "
+                     + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals))
+                     + " |")
+        chart_rows.append((f"churn peak {lo}–{hi} B", ratio_list(vals)))
+    lines.append("")
+
+    lines.append("**Memory per thread** (issue 14): N threads with 64 KiB stacks each hold 4 blocks of each of 11 "
+                 "classes (16–1024 B, 9.3 KiB requested), free them and stay alive, then exit; KiB of RSS per "
+                 "thread above the RSS before any thread was created (stacks included, for every allocator alike). "
+                 "\"sydra − glibc\" is the difference the targets name.")
+    lines.append("")
+    lines.append("| N, phase | sydra | glibc | mimalloc | jemalloc | sydra − glibc (KiB) | sydra ÷ mimalloc | "
+                 "sydra ÷ jemalloc |")
+    lines.append(rule)
+    for n in (16, 256, 1024):
+        for phase, field, key in (("blocks live", "live_kib_per_thread", "live"),
+                                  ("freed, idle", "idle_kib_per_thread", "idle"),
+                                  ("after exit", "exited_kib_per_thread", "exited")):
+            vals = {a: mem_value(mem, "per-thread", n, a, field) for a in MEM_ALLOCATORS}
+            d = vals["sydra"] - vals["glibc"] if vals["sydra"] is not None and vals["glibc"] is not None else None
+            cell = f"{d:+.2f}" if d is not None else "n/a"
+            if n == 1024:
+                ok = t[key].add(f"N=1024, {phase}", d)
+                cell = "n/a" if d is None else f"{d:+.2f}" + (" ✓" if ok else " ✗ FAIL")
+                chart_rows.append((f"per thread, 1024 threads, {phase}", ratio_list(vals)))
+            lines.append(f"| {n}, {phase} | " + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS) + f" | {cell} | "
+                         + " | ".join(ratio_cells(vals)[1:]) + " |")
+    lines.append("")
+    errs = mem_errors(mem)
+    if errs:
+        lines.append("Memory runs that failed:")
+        lines.append("")
+        for (scenario, key, allocator), msg in errs:
+            lines.append(f"- {allocator} {scenario} {key if key is not None else ''}: {msg}")
+        lines.append("")
+    return t
+
+
+def ratio_list(vals):
+    s = vals.get("sydra")
+    return [s / vals[a] if s is not None and vals.get(a) else None for a in MEM_ALLOCATORS[1:]]
+
+
+# ---- Page -------------------------------------------------------------------------------
+
+def run(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine(builddir, context):
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        pass
+    lscpu = run(["lscpu"])
+    fam = re.search(r"CPU family:\s*(\S+)", lscpu)
+    model = re.search(r"^Model:\s*(\S+)", lscpu, re.M)
+    hyper = re.search(r"Hypervisor vendor:\s*(.+)", lscpu)
+    if fam and model:
+        cpu += f" (family {fam.group(1)}, model {model.group(1)})"
+    if hyper:
+        cpu += f", {hyper.group(1).strip()} guest"
+    compiler = "?"
+    try:
+        with open(os.path.join(builddir, "meson-info", "intro-targets.json"), encoding="utf-8") as f:
+            targets = json.load(f)
+        t = next(x for x in targets if x["name"] == "bench-alloc")
+        src = t["target_sources"][0]
+        compiler = run(src["compiler"] + ["--version"]).splitlines()[0]
+        flags = " ".join(p for p in src["parameters"] if p.startswith(("-O", "-std", "-DSYDRA_ALLOC_MODE")))
+        compiler += f"; {flags}"
+    except (OSError, ValueError, KeyError, StopIteration, IndexError):
+        pass
+    glibc = (run(["ldd", "--version"]).splitlines() or ["?"])[0]
+    pkgs = run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libmimalloc2.0", "libjemalloc2",
+                "libbenchmark1debian"]).replace("\n", ", ")
+    return [
+        ("CPU", cpu),
+        ("cores", str(os.cpu_count())),
+        ("kernel", f"{platform.system()} {platform.release()} ({platform.machine()})"),
+        ("C library", glibc),
+        ("compiler", compiler),
+        ("peers, Debian packages", pkgs or "?"),
+        ("sydra", context.get("sydra", "?")),
+        ("bench-alloc's malloc", context.get("process_malloc", "?")),
+        ("mimalloc (dlopen RTLD_LOCAL)", context.get("mimalloc", "?")),
+        ("jemalloc (dlopen RTLD_LOCAL)", context.get("jemalloc", "?")),
+        ("run started", context.get("date", "?")),
+        ("page written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
+    ]
+
+
+def targets_table(all_targets, lines):
+    lines.append("| issue | target | measured (worst case) | verdict |")
+    lines.append("|---|---|---|---|")
+    counts = defaultdict(int)
+    for tg in all_targets:
+        v = tg.verdict()
+        counts[v] += 1
+        worst, where = tg.worst()
+        n_ok = sum(1 for _, x in tg.items if x is not None and tg.ok(x))
+        n = len(tg.items)
+        if worst is None:
+            measured = "no result"
         else:
-            self.failed += 1
-        verdict = "PASS" if ok else "FAIL"
-        print(f"  {verdict:<7} {label:<52} {r:7.3f}  (target {op} {target:g}; {a:.4g} / {b:.4g})")
+            unit = tg.unit if tg.unit != "×" else ""
+            measured = f"{fmt_value(worst)}{unit} ({where})" + (f"; {n_ok} of {n} met" if n > 1 else "")
+        lines.append(f"| #{tg.issue} | {tg.text} | {measured} | **{v}** |")
+    lines.append("")
+    return counts
 
-    def info(self, label, num, den, value_of):
-        """A ratio without a target, to help read one that has one."""
-        a, b = value_of(num), value_of(den)
-        if a is None or b is None:
-            print(f"  INFO    {label:<52}   n/a")
-            return
-        print(f"  INFO    {label:<52} {a / b:7.3f}  (no target; {a:.4g} / {b:.4g})")
+
+def gnuplot_chart(rows, svg, title, ylabel, higher_better, workdir):
+    """A clustered bar chart (one cluster per shape, one bar per peer), log scale, a line at 1.0."""
+    if not shutil.which("gnuplot"):
+        return "gnuplot not found (apt-get install gnuplot-nox): no chart"
+    rows = [(label, vals) for label, vals in rows if any(v for v in vals)]
+    if not rows:
+        return "no data for the chart"
+    os.makedirs(workdir, exist_ok=True)
+    base = os.path.splitext(os.path.basename(svg))[0]
+    data = os.path.abspath(os.path.join(workdir, base + ".dat"))
+    with open(data, "w", encoding="utf-8") as f:
+        for label, vals in rows:
+            f.write(label.replace("\t", " ") + "\t" + "\t".join("NaN" if not v else f"{v:.4f}" for v in vals) + "\n")
+    vals = [v for _, vs in rows for v in vs if v]
+    lo = min(min(vals), 1.0) / 1.5
+    hi = max(max(vals), 1.0) * 1.5
+    width = max(900, 40 * len(rows) + 200)
+    script = os.path.join(workdir, base + ".gp")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(f"""set terminal svg size {width},620 dynamic font 'sans,11' background rgb 'white'
+set output '{svg}'
+set title "{title}"
+set datafile separator '\\t'
+set datafile missing 'NaN'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y 2
+set yrange [{lo:.4f}:{hi:.4f}]
+set ylabel "{ylabel}"
+set xtics rotate by -50 left font 'sans,9' nomirror
+set grid ytics
+set key top left opaque
+set bmargin 14
+set rmargin 14
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb 'black' front
+plot '{data}' using 2:xtic(1) title 'vs glibc' lc rgb '#4477aa', \\
+     '' using 3 title 'vs mimalloc' lc rgb '#ee6677', \\
+     '' using 4 title 'vs jemalloc' lc rgb '#228833'
+""")
+    res = subprocess.run(["gnuplot", script], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return f"gnuplot failed: {res.stderr.strip()[:300]}"
+    return None
 
 
 def main(argv):
-    if len(argv) not in (2, 3):
-        print(__doc__.strip().splitlines()[0])
-        print(f"usage: {argv[0]} BENCH.json [CHECKED-BENCH.json]")
-        return 1
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    ap.add_argument("--throughput", required=True)
+    ap.add_argument("--memory")
+    ap.add_argument("--checked")
+    ap.add_argument("--commands")
+    ap.add_argument("--builddir", default="build-bench")
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--svg", default="docs/benchmarks.svg")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv[1:])
+
     try:
-        context, medians = load_medians(argv[1])
+        context, medians, errors = load_throughput(args.throughput)
     except (OSError, ValueError, KeyError) as e:
-        print(f"bench_report: cannot read {argv[1]}: {e}")
+        print(f"bench_report: cannot read {args.throughput}: {e}")
         return 1
-
-    rep = Report(medians)
-    print(f"bench-alloc medians ({context.get('date', '?')}, {context.get('num_cpus', '?')} CPUs, "
-          f"Google Benchmark itself built as {context.get('library_build_type', '?')})")
-    print()
-    print(f"  {'benchmark':<44} {'median':>14}")
-    for name in sorted(rep.m, key=display_order):
-        if name.startswith("BM_ProducerConsumer"):
-            print(f"  {name:<44} {rep.ips(name) / 1e6:10.2f} M/s   (items through the ring, wall time)")
-        else:
-            unit = "per enter+leave" if name.startswith("BM_Epoch") else "per pair"
-            print(f"  {name:<44} {rep.ns(name):10.2f} ns    ({unit})")
-    print()
-
-    print("Ratios (medians; ns per pair unless noted)")
-    print(" TimedLock bucket pair / PlainLock bucket pair")
-    for s in SIZES:
-        rep.ratio(f"timed/plain bucket pair {s} B", f"BM_Pair_BucketTimed/{s}", f"BM_Pair_BucketPlain/{s}",
-                  "<=", 1.15, rep.ns)
-    print(" Bucket free+alloc with 2000 slabs live / with 1 slab live (256 B)")
-    rep.ratio("free 2000 slabs / 1 slab", "BM_BucketFree_Slabs/2000", "BM_BucketFree_Slabs/1", "<=", 1.3, rep.ns)
-    rep.info("control: 2000 slabs, 255-block working set / 1 slab", "BM_BucketFree_SlabsWS255/2000",
-             "BM_BucketFree_Slabs/1", rep.ns)
-    print(" Bucket pair (TimedLock) / glibc pair")
-    for s in SIZES:
-        rep.ratio(f"bucket/glibc pair {s} B", f"BM_Pair_BucketTimed/{s}", f"BM_Pair_Glibc/{s}", "<=", 1.5, rep.ns)
-    print(" Shard fast-path pair / mimalloc pair")
-    for s in SIZES:
-        rep.ratio(f"shard/mimalloc pair {s} B", f"BM_Pair_ShardFast/{s}", f"BM_Pair_Mimalloc/{s}", "<=", 1.0, rep.ns)
-    for s in SIZES:
-        rep.ratio(f"shard/mimalloc batch-64 pair {s} B", f"BM_Batch64_ShardFast/{s}", f"BM_Batch64_Mimalloc/{s}",
-                  "<=", 1.0, rep.ns)
-    print(" Shard fast-path pair / ideal inline free-list pop+push")
-    for s in SIZES:
-        rep.ratio(f"shard/ideal-inline pair {s} B", f"BM_Pair_ShardFast/{s}", f"BM_Pair_IdealInline/{s}", "<=", 4.0,
-                  rep.ns)
-    print(" Producer/consumer throughput (items/s), sydra / mimalloc")
-    rep.ratio("producer/consumer sydra/mimalloc", "BM_ProducerConsumer_Sydra", "BM_ProducerConsumer_Mimalloc", ">=",
-              0.7, rep.ips)
-    print(" Epoch enter+leave (no target)")
-    e = rep.ns("BM_Epoch_EnterLeave")
-    print(f"  INFO    {'epoch enter+leave':<52} " + (f"{e:7.2f} ns" if e is not None else "    n/a"))
-    if len(argv) == 3:
+    checked = None
+    if args.checked:
         try:
-            _, checked = load_medians(argv[2])
-        except (OSError, ValueError, KeyError) as e:
+            checked = load_throughput(args.checked)[1]
+        except (OSError, ValueError, KeyError):
             checked = {}
-            print(f"  (checked build results unreadable: {e})")
-        print(" Misuse checks: checked build / release build, 64 B pair, each normalised by glibc's pair in its run")
-        for variant in ("ShardFast", "BucketTimed"):
-            name, glibc = f"BM_Pair_{variant}/64", "BM_Pair_Glibc/64"
-            try:
-                cost = (1e9 / checked[name] / (1e9 / checked[glibc])) / (rep.ns(name) / rep.ns(glibc))
-                print(f"  INFO    {'checked/release ' + variant + ' pair':<52} {cost:7.3f}  (no target; the release"
-                      f" build compiles the checks out)")
-            except (KeyError, TypeError, ZeroDivisionError):
-                print(f"  INFO    {'checked/release ' + variant + ' pair':<52}   n/a")
-    print()
-    print(f"{rep.passed} PASS, {rep.failed} FAIL, {rep.missing} MISSING"
-          + ("" if rep.failed == 0 and rep.missing == 0 else "  (benchmarks inform, they do not gate: exit 0)"))
+    mem = load_memory(args.memory)
+    tp = Throughput(medians, errors)
+    targets = throughput_targets()
+    mem_svg = re.sub(r"\.svg$", "", args.svg) + "-memory.svg"
+
+    body, chart_rows, mem_chart_rows = [], [], []
+    throughput_section(tp, targets, body, chart_rows)
+    other = []
+    other_section(tp, targets, checked, other)
+    memory_lines = []
+    mem_targets = memory_section(mem, memory_lines, mem_chart_rows, args.quick)
+
+    lines = ["# sydra-alloc benchmarks", ""]
+    if args.quick:
+        lines += ["> **Quick smoke run** (BENCH_QUICK=1): tiny samples and sizes. The numbers show the format, "
+                  "not the performance.", ""]
+    lines += ["Written by `tools/bench.sh` (`tools/bench_report.py`) from one run: every throughput shape in one "
+              "bench-alloc process (Google Benchmark, interleaved repetitions, medians), every memory scenario in "
+              "its own bench-memory process per allocator. How each shape works: `bench/README.md`.", ""]
+    lines += ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in machine(args.builddir, context)]
+    lines.append("")
+
+    all_targets = [targets[k] for k in ("glibc", "mimalloc", "shards8", "wide", "pc", "retire", "ideal")]
+    all_targets += [mem_targets[k] for k in ("rss", "phase", "trim", "churn")] + [targets["slabs"]]
+    all_targets += [targets["threads64"]] + [mem_targets[k] for k in ("live", "idle", "exited")]
+    lines += ["## Targets", ""]
+    counts = targets_table(all_targets, lines)
+    lines += [f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['MISSING']} MISSING. Benchmarks inform, they do "
+              "not gate.", ""]
+
+    lines += ["## Issue 8: throughput", ""]
+    svg_note = gnuplot_chart(chart_rows, os.path.abspath(args.svg),
+                             "sydra throughput / peer throughput, per shape (higher is better)",
+                             "ratio (log scale)", True, os.path.join(args.builddir, "charts"))
+    if svg_note is None:
+        lines += [f"![sydra's throughput ratios]({os.path.basename(args.svg)})", ""]
+    else:
+        lines += [f"(chart: {svg_note})", ""]
+    lines += body
+    lines += ["## Issues 9 and 14: memory", ""]
+    mem_note = gnuplot_chart(mem_chart_rows, os.path.abspath(mem_svg),
+                             "sydra / peer, memory (lower is better)", "ratio (log scale)", False,
+                             os.path.join(args.builddir, "charts"))
+    if mem_note is None:
+        lines += [f"![sydra's memory ratios]({os.path.basename(mem_svg)})", ""]
+    else:
+        lines += [f"(chart: {mem_note})", ""]
+    lines += memory_lines
+    lines += ["## Other families (sydra only)", ""] + other
+
+    lines += ["## Commands", "", "```"]
+    if args.commands and os.path.exists(args.commands):
+        with open(args.commands, encoding="utf-8") as f:
+            lines += [ln.rstrip("\n") for ln in f]
+    else:
+        lines.append("(not recorded)")
+    lines += ["```", ""]
+
+    lines += ["## Raw medians (bench-alloc)", "",
+              "items per second (one item: see `bench/README.md`), and its inverse in ns.", "",
+              "| benchmark | M items/s | ns per item |", "|---|---:|---:|"]
+    for name in sorted(set(medians) | set(errors), key=sort_key):
+        if name in errors:
+            lines.append(f"| {name} | error: {errors[name]} | |")
+        else:
+            lines.append(f"| {name} | {medians[name] / 1e6:.2f} | {1e9 / medians[name]:.2f} |")
+    lines.append("")
+
+    page = "\n".join(lines)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(page)
+    print(page)
     return 0
+
+
+def sort_key(name):
+    parts = name.split("/")
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in parts]
 
 
 if __name__ == "__main__":
