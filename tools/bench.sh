@@ -102,7 +102,8 @@ for scenario in "${scenarios[@]}"; do
     # shellcheck disable=SC2086
     if ! out=$(LD_PRELOAD=$preload "$builddir/bench/bench-memory" "$allocator" $scenario 2>&1); then
       # Recorded, not fatal: the report shows the error in place of a number.
-      msg=$(printf '%s' "$out" | tr -d '"\\' | tr '\n' ' ')
+      msg=${out//[\"\\]/}
+      msg=${msg//$'\n'/ }
       read -r name _ <<<"$scenario"
       printf '{"scenario": "%s", "allocator": "%s", "args": "%s", "error": "%s"}\n' \
         "$name" "$allocator" "$scenario" "$msg" >>"$memory"
