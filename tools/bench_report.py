@@ -3,7 +3,8 @@
 
     python3 tools/bench_report.py --throughput build-bench/bench.json --memory build-bench/memory.jsonl \\
         [--checked build-bench-checked/bench.json] [--commands build-bench/bench-commands.txt] \\
-        [--builddir build-bench] [--out docs/benchmarks.md] [--svg docs/benchmarks.svg] [--quick]
+        [--builddir build-bench] [--out docs/benchmarks.md] [--svg docs/benchmarks.svg] [--quick] \\
+        [--source REVISION]
 
 Inputs: bench-alloc's Google Benchmark JSON (medians of interleaved
 repetitions; one item = one alloc+free pair, one churn operation, one block
@@ -486,7 +487,7 @@ def run(cmd):
         return ""
 
 
-def machine(builddir, context):
+def machine(builddir, context, source):
     cpu = "?"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -512,6 +513,15 @@ def machine(builddir, context):
         compiler += f"; {flags}"
     except (OSError, ValueError, KeyError, StopIteration, IndexError):
         pass
+    build = "?"
+    try:
+        with open(os.path.join(builddir, "meson-info", "intro-buildoptions.json"), encoding="utf-8") as f:
+            opts = {o["name"]: o["value"] for o in json.load(f)}
+        build = f"meson buildtype={opts.get('buildtype')}, checked={opts.get('checked')}, " \
+                f"allocator_shards={opts.get('allocator_shards')}, stats={opts.get('stats')}, " \
+                f"lock_timing={opts.get('lock_timing')}"
+    except (OSError, ValueError, KeyError):
+        pass
     glibc = (run(["ldd", "--version"]).splitlines() or ["?"])[0]
     pkgs = run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "libmimalloc2.0", "libjemalloc2",
                 "libbenchmark1debian"]).replace("\n", ", ")
@@ -521,7 +531,9 @@ def machine(builddir, context):
         ("kernel", f"{platform.system()} {platform.release()} ({platform.machine()})"),
         ("C library", glibc),
         ("compiler", compiler),
+        ("build", build),
         ("peers, Debian packages", pkgs or "?"),
+        ("sydra-alloc source", source),
         ("sydra", context.get("sydra", "?")),
         ("bench-alloc's malloc", context.get("process_malloc", "?")),
         ("mimalloc (dlopen RTLD_LOCAL)", context.get("mimalloc", "?")),
@@ -608,6 +620,7 @@ def main(argv):
     ap.add_argument("--out", default="docs/benchmarks.md")
     ap.add_argument("--svg", default="docs/benchmarks.svg")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--source", default="?", help="the measured sources' revision")
     args = ap.parse_args(argv[1:])
 
     try:
@@ -641,7 +654,7 @@ def main(argv):
               "bench-alloc process (Google Benchmark, interleaved repetitions, medians), every memory scenario in "
               "its own bench-memory process per allocator. How each shape works: `bench/README.md`.", ""]
     lines += ["## Machine", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in machine(args.builddir, context)]
+    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in machine(args.builddir, context, args.source)]
     lines.append("")
 
     all_targets = [targets[k] for k in ("glibc", "mimalloc", "shards8", "wide", "pc", "retire", "ideal")]
