@@ -16,6 +16,7 @@
 #   BENCH_REPETITIONS      default 5 (quick 1); producer/consumer always takes 9 (quick 3)
 #   BENCH_CHECKED=0|1      also time a checked build's fast paths (default 1; quick 0)
 #   BENCH_JOBS             compile jobs (default 2: the machine has 2 cores)
+#   BENCH_SOURCE_REV       names the sources on the page when they are not a git checkout
 #
 # Benchmarks inform, they do not gate: the script fails only when something
 # cannot be built or run, never on a FAIL line of the report.
@@ -133,6 +134,14 @@ if [[ "$with_checked" == "1" ]]; then
   report_args+=(--checked "$checked_dir/bench.json")
 fi
 
+# Which library was measured: the commit, and whether the measured sources
+# (library, build, benchmarks) differed from it.
+if rev=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- include lib meson.build meson_options.txt bench 2>/dev/null || rev="$rev + uncommitted changes"
+else
+  rev=${BENCH_SOURCE_REV:-unknown}
+fi
+report_args+=(--source "$rev")
 [[ -n "$quick" ]] && report_args+=(--quick)
 log "report: $outdir/benchmarks.md, $outdir/benchmarks.svg"
 python3 tools/bench_report.py "${report_args[@]}"
