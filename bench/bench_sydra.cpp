@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <optional>
 #include <random>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 namespace sydra_bench {
@@ -19,40 +19,61 @@ namespace {
 
 constexpr std::size_t kAlign = 8;
 
-// 256-byte class: 255 blocks per 64 KiB slab. A fresh bucket-only handle per
-// run, so that the slabs are exactly the ones filled here. All blocks of
-// `slabs` slabs stay live; the timed loop frees one block and allocates one
-// (LIFO: the same block comes back), walking a shuffled working set of
-// `ws_blocks` blocks, each in a different slab (spread evenly over all of
-// them), except in the one-slab case, where it is every block of the slab.
-// With 2000 slabs every free therefore looks up another slab; the WS255
-// control keeps 2000 slabs live but walks only 255 of them, so that only the
-// number of live slabs differs from /1.
+// 256-byte class. A fresh bucket-only handle per run, so that the slabs are
+// exactly the ones filled here: blocks are allocated until a block lands in
+// slab number `slabs + 1` (that one is given back), and every slab must then
+// hold the same number of blocks, i.e. be full. All of them stay live; the
+// timed loop frees one block and allocates one (LIFO: the same block comes
+// back), walking a shuffled working set of `ws_blocks` blocks, each in a
+// different slab (spread evenly over all of them), except in the one-slab
+// case, where it is every block of the slab. With 2000 slabs every free
+// therefore reaches another slab; the WS255 control keeps 2000 slabs live but
+// walks only 255 of them, so that only the number of live slabs differs from /1.
 void run_slabs(benchmark::State& state, std::size_t slabs, std::size_t ws_blocks) {
   constexpr std::size_t size = 256;
-  const std::size_t per_slab = blocks_per_slab(size);
+  constexpr std::size_t max_per_slab = 64 * 1024 / size;
   auto handle = make_bucket_only_handle();
   BucketOnly a{*handle};
-  std::vector<void*> live(slabs * per_slab);
-  for (void*& p : live) p = a.alloc(size, kAlign);
-
-  std::unordered_set<const void*> headers;
-  for (void* p : live) headers.insert(slab_of(p));
-  if (headers.size() != slabs || headers.count(nullptr) != 0) {
-    state.SkipWithError("the live blocks do not fill exactly the requested number of slabs");
+  std::vector<void*> live;
+  std::vector<std::vector<std::size_t>> by_slab;  // indices into live, per slab in order of first use
+  std::unordered_map<const void*, std::size_t> slab_index;
+  const char* error = nullptr;
+  while (error == nullptr) {
+    void* p = a.alloc(size, kAlign);
+    const void* s = p != nullptr ? slab_of(p) : nullptr;
+    if (s == nullptr) {
+      error = "a 256-B block did not come from a slab";
+      if (p != nullptr) a.free(p, size, kAlign);
+      break;
+    }
+    auto [it, fresh] = slab_index.try_emplace(s, by_slab.size());
+    if (fresh) {
+      if (by_slab.size() == slabs) {  // the first block of one slab too many
+        a.free(p, size, kAlign);
+        break;
+      }
+      by_slab.emplace_back();
+    }
+    by_slab[it->second].push_back(live.size());
+    live.push_back(p);
+    if (live.size() > slabs * max_per_slab) error = "more blocks than the slabs can hold";
+  }
+  const std::size_t per_slab = by_slab.empty() ? 0 : by_slab.front().size();
+  for (const auto& blocks : by_slab)
+    if (blocks.size() != per_slab) error = "the live blocks do not fill the slabs evenly";
+  if (error != nullptr) {
+    state.SkipWithError(error);
     for (void* p : live) a.free(p, size, kAlign);
     return;
   }
 
-  // The blocks were carved slab by slab, so block b of slab s is
-  // live[s * per_slab + b]. Shuffled with a fixed seed.
   std::vector<std::size_t> ws;
   if (slabs == 1) {
-    for (std::size_t i = 0; i < per_slab; ++i) ws.push_back(i);
+    ws = by_slab.front();
   } else {
     for (std::size_t j = 0; j < ws_blocks; ++j) {
       const std::size_t s = j * slabs / ws_blocks;
-      ws.push_back(s * per_slab + (s * 37) % per_slab);  // a varying block in each slab
+      ws.push_back(by_slab[s][(s * 37) % per_slab]);  // a varying block in each slab
     }
   }
   std::shuffle(ws.begin(), ws.end(), std::mt19937_64(42));
@@ -68,7 +89,8 @@ void run_slabs(benchmark::State& state, std::size_t slabs, std::size_t ws_blocks
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["slabs"] = static_cast<double>(headers.size());
+  state.counters["slabs"] = static_cast<double>(by_slab.size());
+  state.counters["blocks_per_slab"] = static_cast<double>(per_slab);
   state.counters["working_set"] = static_cast<double>(ws.size());
   for (void* p : live) a.free(p, size, kAlign);
 }

@@ -118,12 +118,10 @@ struct BucketOnly {
 
 inline std::unique_ptr<BucketOnlyHandle> make_bucket_only_handle() { return std::make_unique<BucketOnlyHandle>(); }
 
-// Blocks of `size` bytes that one slab holds.
-inline std::size_t blocks_per_slab(std::size_t size) noexcept {
-  return (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / size;
-}
-
-// The slab a pooled block lives in (an opaque identity), nullptr otherwise.
+// The slab a pooled block lives in, as an opaque identity (whatever the
+// Pagemap maps to: a header or an off-slab record), nullptr otherwise. The
+// slab family counts blocks per slab with it instead of computing the
+// layout, so a change of slab layout needs nothing here.
 inline const void* slab_of(const void* p) noexcept { return sa::Pagemap::lookup(p); }
 
 // For the report: what was measured.
