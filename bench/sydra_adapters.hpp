@@ -127,8 +127,7 @@ inline const void* slab_of(const void* p) noexcept { return sa::Pagemap::lookup(
 // For the report: what was measured.
 inline std::string sydra_description() {
   return std::string("BasicAllocatorHandle<") + sa::SmallPoolPolicy::name + ">, " + std::to_string(kShards) +
-         " shards; pool alignment " + std::to_string(sa::pool_alignment) + "; trim() " +
-         (has_trim<SydraHandle> ? "present" : "absent");
+         " shards; trim() " + (has_trim<SydraHandle> ? "present" : "absent");
 }
 
 }  // namespace sydra_bench
