@@ -10,12 +10,21 @@
 
 namespace sa = sydra::alloc;
 
+// Whether the handle keeps stats. A handle that declares has_stats says so
+// itself (its snapshot_stats() may exist and refuse to compile without a
+// stats layer); otherwise the member's presence is the answer.
+template <class Handle>
+constexpr bool keeps_stats() {
+  if constexpr (requires { Handle::has_stats; }) return Handle::has_stats;
+  else return requires(Handle& h) { h.snapshot_stats(); };
+}
+
 template <class Handle>
 int use(Handle& h, const std::string& expected) {
   std::vector<int, sa::StlAllocator<int>> v{sa::StlAllocator<int>(h.allocator())};
   for (int i = 0; i < 1000; ++i) v.push_back(i);
   if (v[999] != 999) return 1;
-  if constexpr (requires { h.snapshot_stats(); }) {
+  if constexpr (keeps_stats<Handle>()) {
     const std::string json = sa::to_json(h.snapshot_stats());
     if (json.find("\"mode\":\"" + expected + "\"") == std::string::npos) return 2;
   }
