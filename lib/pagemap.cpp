@@ -1,7 +1,8 @@
 // The Pagemap's storage: a static root (zero pages until touched) and leaves
-// mapped on demand. Leaves are never unmapped, so a lookup racing with a slab
-// release reads a stale or null entry, never unmapped memory.
+// mapped on demand. Leaves are never unmapped, so a lookup racing with a
+// chunk's release reads a stale or null entry, never unmapped memory.
 #include <sydra/alloc/slab/pagemap.hpp>
+#include <sydra/alloc/slab/slab_meta.hpp>
 
 #include <sys/mman.h>
 
@@ -22,19 +23,26 @@ Pagemap::Leaf* Pagemap::leaf_for(std::uintptr_t key) noexcept {
   return leaf;
 }
 
-bool Pagemap::insert(void* base, SlabHeader* header) noexcept {
-  const std::uintptr_t key = reinterpret_cast<std::uintptr_t>(base) >> slab_shift;
-  if (key >> (root_bits + leaf_bits)) return false;
-  Leaf* leaf = leaf_for(key);
-  if (leaf == nullptr) return false;
-  (*leaf)[key & leaf_mask].store(header, std::memory_order_release);
+bool Pagemap::insert(void* base, std::size_t count, SlabMeta* metas) noexcept {
+  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(base) >> slab_shift;
+  if ((first + count - 1) >> (root_bits + leaf_bits)) return false;
+  for (std::size_t i = 0; i < count; ++i)  // map every leaf first: all or nothing
+    if (leaf_for(first + i) == nullptr) return false;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uintptr_t key = first + i;
+    (*root_[key >> leaf_bits].load(std::memory_order_acquire))[key & leaf_mask].store(&metas[i],
+                                                                                   std::memory_order_release);
+  }
   return true;
 }
 
-void Pagemap::erase(void* base) noexcept {
-  const std::uintptr_t key = reinterpret_cast<std::uintptr_t>(base) >> slab_shift;
-  Leaf* leaf = root_[key >> leaf_bits].load(std::memory_order_acquire);
-  if (leaf != nullptr) (*leaf)[key & leaf_mask].store(nullptr, std::memory_order_release);
+void Pagemap::erase(void* base, std::size_t count) noexcept {
+  const std::uintptr_t first = reinterpret_cast<std::uintptr_t>(base) >> slab_shift;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uintptr_t key = first + i;
+    Leaf* leaf = root_[key >> leaf_bits].load(std::memory_order_acquire);
+    if (leaf != nullptr) (*leaf)[key & leaf_mask].store(nullptr, std::memory_order_release);
+  }
 }
 
 }  // namespace v1

@@ -54,13 +54,20 @@ unsigned seed() {
 template <class H>
 concept Epochs = requires(H& h) { h.retire(nullptr, 0, 0); };
 template <class H>
-concept Snapshots = requires(H& h) { h.snapshot_stats(); };
+concept Snapshots = H::has_stats;
 
 struct Counts {
   std::atomic<std::uint64_t> pooled{0}, fallback{0}, checked{0};
 };
 
-bool pooled_request(std::size_t len, std::size_t align) { return len <= sa::max_pooled_size && align <= 8; }
+template <class H>
+bool pooled_request(std::size_t len, std::size_t align) {
+  if constexpr (H::pooled) {
+    return len <= H::Classes::max_size && align <= sa::max_pooled_alignment;
+  } else {
+    return false;
+  }
+}
 
 void check_block(void* p) {
   auto* h = static_cast<Header*>(p);
@@ -100,11 +107,11 @@ void run_stress() {
     for (int i = 0; i < ops; ++i) {
       const auto roll = rng() % 100;
       std::size_t len = roll < 90 ? 16 + rng() % 241 : 257 + rng() % 6000;
-      const std::size_t align = roll % 10 == 3 ? 64 : 8;
+      const std::size_t align = roll % 10 == 3 ? 64 : roll % 10 == 5 ? 16 : 8;
       void* p = h.alloc(len, align);
       ASSERT_NE(p, nullptr);
       ASSERT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u);
-      (pooled_request(len, align) ? counts.pooled : counts.fallback).fetch_add(1, std::memory_order_relaxed);
+      (pooled_request<Handle>(len, align) ? counts.pooled : counts.fallback).fetch_add(1, std::memory_order_relaxed);
       auto* hd = static_cast<Header*>(p);
       hd->len = static_cast<std::uint32_t>(len);
       hd->align = static_cast<std::uint32_t>(align);

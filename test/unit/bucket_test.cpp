@@ -1,15 +1,18 @@
-// small_pool's bucket path (MutexBuckets), with the shard manager off so that
-// every small request takes it.
+// small_pool's bucket layer (per-CPU caches in front of MutexBuckets), with
+// the shard manager off so that every small request takes it.
 #include <sydra/alloc.hpp>
 #include <sydra/alloc/format.hpp>
 
 #include "../support/failing_heap.hpp"
+#include "../support/one_cpu.hpp"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <future>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -18,32 +21,46 @@ namespace sa = sydra::alloc;
 namespace {
 
 using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+using Classes = Pool::Classes;
 Pool::Options buckets_only() { return Pool::Options{.pool = {.shards = 0}}; }
 
-std::size_t bucket_of(std::size_t size) {
-  for (std::size_t i = 0; i < sa::class_count; ++i)
-    if (sa::size_classes[i] == size) return i;
-  return sa::class_count;
+TEST(SizeClasses, AreTheSeedTableAndLookUpTheSmallestFit) {
+  EXPECT_EQ(Classes::sizes, sa::seed_bucket_sizes);
+  EXPECT_EQ(Classes::max_size, 256u);
+  EXPECT_EQ(Classes::class_of(1), 0u);
+  EXPECT_EQ(Classes::class_of(16), 0u);
+  EXPECT_EQ(Classes::class_of(17), 1u);
+  EXPECT_EQ(Classes::class_of(24), 1u);
+  EXPECT_EQ(Classes::class_of(25), 2u);
+  EXPECT_EQ(Classes::class_of(193), 8u);
+  EXPECT_EQ(Classes::class_of(256), 8u);
 }
 
-TEST(SizeClasses, AreTheSeedTableAndLookUpTheSmallestFit) {
-  EXPECT_EQ(sa::size_classes, sa::seed_bucket_sizes);
-  EXPECT_EQ(sa::max_pooled_size, 256u);
-  EXPECT_EQ(sa::size_class_of(1), 0u);
-  EXPECT_EQ(sa::size_class_of(16), 0u);
-  EXPECT_EQ(sa::size_class_of(17), 1u);
-  EXPECT_EQ(sa::size_class_of(24), 1u);
-  EXPECT_EQ(sa::size_class_of(25), 2u);
-  EXPECT_EQ(sa::size_class_of(193), 8u);
-  EXPECT_EQ(sa::size_class_of(256), 8u);
+// Malloc's alignment is pooled: a class whose blocks are not all 16-aligned
+// (24 in the seed's table) hands 16-aligned requests to the next class that is.
+TEST(SizeClasses, Alignment16TakesTheNextClassThatServesIt) {
+  EXPECT_EQ(Classes::class_of(17, 16), 2u);  // 24 is skipped: 32
+  EXPECT_EQ(Classes::class_of(24, 16), 2u);
+  EXPECT_EQ(Classes::class_of(16, 16), 0u);
+  EXPECT_EQ(Classes::class_of(40, 16), 3u);  // 48 is a multiple of 16
+  EXPECT_EQ(Classes::class_of(24, 8), 1u);
+  Pool h(buckets_only());
+  for (std::size_t len = 1; len <= 256; ++len) {
+    void* p = h.alloc(len, 16);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 16, 0u) << len;
+    EXPECT_NE(sa::Pagemap::lookup(p), nullptr) << "16-aligned " << len << " bytes should be pooled";
+    h.free(p, len, 16);
+  }
+  EXPECT_EQ(h.snapshot_stats().fallback.allocs, 0u);
 }
 
 TEST(Buckets, OversizeAndOverAlignedGoToTheFallback) {
   Pool h(buckets_only());
   void* big = h.alloc(257, 8);
   void* huge = h.alloc(10000, 8);
-  void* aligned = h.alloc(16, 16);
-  void* small = h.alloc(16, 8);
+  void* aligned = h.alloc(16, 32);
+  void* small = h.alloc(16, 16);
   ASSERT_TRUE(big && huge && aligned && small);
   EXPECT_EQ(sa::Pagemap::lookup(big), nullptr);
   EXPECT_EQ(sa::Pagemap::lookup(aligned), nullptr);
@@ -56,19 +73,22 @@ TEST(Buckets, OversizeAndOverAlignedGoToTheFallback) {
   EXPECT_EQ(s.buckets[0].allocations, 1u);
   h.free(big, 257, 8);
   h.free(huge, 10000, 8);
-  h.free(aligned, 16, 16);
-  h.free(small, 16, 8);
+  h.free(aligned, 16, 32);
+  h.free(small, 16, 16);
   s = h.snapshot_stats();
   EXPECT_EQ(s.fallback.frees, 3u);
   EXPECT_EQ(s.buckets[0].frees, 1u);
 }
 
 TEST(Buckets, StatsAreExactAfterAKnownSequence) {
+  sa::test::OneCpu one_cpu;  // one CPU's cache: exactly one refill
   Pool h(buckets_only());
   std::vector<void*> b16, b24, b256;
   for (int i = 0; i < 10; ++i) b16.push_back(h.alloc(16, 8));
   for (int i = 0; i < 5; ++i) b24.push_back(h.alloc(20, 4));
   for (int i = 0; i < 3; ++i) b256.push_back(h.alloc(200, 8));
+  const sa::Stats peak = h.snapshot_stats();  // high_water is sampled at refills, flushes and snapshots
+  EXPECT_EQ(peak.buckets[0].high_water, 10u);
   for (int i = 0; i < 4; ++i) h.free(b16[static_cast<std::size_t>(i)], 16, 8);
 
   const sa::Stats s = h.snapshot_stats();
@@ -76,17 +96,18 @@ TEST(Buckets, StatsAreExactAfterAKnownSequence) {
   EXPECT_EQ(s.mode, "small_pool");
   ASSERT_TRUE(s.has_buckets);
   EXPECT_FALSE(s.has_shards);
+  ASSERT_EQ(s.buckets.size(), Classes::count);
   const sa::BucketStats& a = s.buckets[0];
   EXPECT_EQ(a.size, 16u);
   EXPECT_EQ(a.allocations, 10u);
   EXPECT_EQ(a.frees, 4u);
   EXPECT_EQ(a.in_use, 6u);
   EXPECT_EQ(a.high_water, 10u);
-  EXPECT_EQ(a.refills, 1u);
+  EXPECT_EQ(a.refills, 1u);  // one batch filled this CPU's cache
+  EXPECT_EQ(a.flushes, 0u);
   EXPECT_EQ(a.slabs, 1u);
-  const std::uint64_t cap16 = (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / 16;
-  EXPECT_EQ(a.free_blocks, cap16 - 6);
-  EXPECT_EQ(a.lock.acquisitions, 14u);  // one lock per alloc and per free: no scan
+  EXPECT_EQ(a.free_blocks, sa::slab_bytes / 16 - 6);  // no header: the whole slab is blocks
+  EXPECT_EQ(a.lock.acquisitions, 1u);  // the refill; the other 9 allocations and 4 frees took no lock
   EXPECT_EQ(s.buckets[1].allocations, 5u);
   EXPECT_EQ(s.buckets[1].in_use, 5u);
   EXPECT_EQ(s.buckets[8].allocations, 3u);  // 200 -> the 256 class
@@ -105,10 +126,10 @@ TEST(Buckets, EverySizeUsesTheSmallestClassThatFits) {
   std::vector<std::pair<void*, std::size_t>> blocks;
   for (std::size_t len = 1; len <= 256; ++len) blocks.emplace_back(h.alloc(len, 8), len);
   const sa::Stats s = h.snapshot_stats();
-  std::uint64_t expected[sa::class_count] = {};
-  for (std::size_t len = 1; len <= 256; ++len) ++expected[sa::size_class_of(len)];
-  for (std::size_t c = 0; c < sa::class_count; ++c) EXPECT_EQ(s.buckets[c].allocations, expected[c]) << c;
-  EXPECT_EQ(expected[bucket_of(24)], 8u);  // 17..24
+  std::uint64_t expected[Classes::count] = {};
+  for (std::size_t len = 1; len <= 256; ++len) ++expected[Classes::class_of(len)];
+  for (std::size_t c = 0; c < Classes::count; ++c) EXPECT_EQ(s.buckets[c].allocations, expected[c]) << c;
+  EXPECT_EQ(expected[1], 8u);  // 17..24
   for (auto [p, len] : blocks) h.free(p, len, 8);
 }
 
@@ -120,7 +141,7 @@ TEST(Buckets, ResizeInPlaceWithinAClassAndRemapAcrossClasses) {
   EXPECT_TRUE(h.resize(p, 17, 8, 24));
   EXPECT_TRUE(h.resize(p, 24, 8, 18));
   EXPECT_FALSE(h.resize(p, 18, 8, 25));  // the 32 class: not in place
-  EXPECT_FALSE(h.resize(p, 18, 8, 16));  // the 16 class: a free would not find its size
+  EXPECT_FALSE(h.resize(p, 18, 8, 16));  // the 16 class: a resize stays within its class
   // Across classes: moves and keeps the contents.
   auto* q = static_cast<unsigned char*>(h.remap(p, 18, 8, 100));
   ASSERT_NE(q, nullptr);
@@ -136,25 +157,28 @@ TEST(Buckets, ResizeInPlaceWithinAClassAndRemapAcrossClasses) {
   EXPECT_NE(sa::Pagemap::lookup(t), nullptr);
   for (int i = 0; i < 17; ++i) ASSERT_EQ(t[i], i + 1);
   h.free(t, 40, 8);
-  // A fallback block never shrinks in place into the pooled range: a later
-  // small sized free must always find a slab block.
+  // A fallback block may shrink in place into the pooled range: a free finds
+  // its route from the pointer, not from its length.
   void* f = h.alloc(300, 8);
   ASSERT_NE(f, nullptr);
-  EXPECT_FALSE(h.resize(f, 300, 8, 200));
-  h.free(f, 300, 8);
+  EXPECT_TRUE(h.resize(f, 300, 8, 200));
+  h.free(f, 200, 8);
   const sa::Stats s = h.snapshot_stats();
   EXPECT_EQ(s.fallback.allocs, 2u);
   EXPECT_EQ(s.fallback.frees, 2u);
+  EXPECT_EQ(s.fallback.resizes, 1u);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});
 }
 
 // The seed scanned every bucket's slabs on free. Here a free reads one
-// pagemap entry and takes one lock, whatever the number of slabs: with 2,000
-// slabs live, every free still costs exactly one lock acquisition and lands
-// the block back in its own bucket.
+// pagemap entry and lands the block in its own class, whatever the number of
+// slabs: with 2,000 slabs live, scattered frees take no lock of their own
+// (the per-CPU cache takes them; a lock round trip moves a whole batch), and
+// the freed blocks are exactly the ones the class hands out next.
 TEST(Buckets, FreeFindsItsBucketInO1With2000SlabsLive) {
+  sa::test::OneCpu one_cpu;  // every free and allocation below sees the same CPU's cache
   Pool h(buckets_only());
-  const std::size_t per_slab = (sa::slab_bytes - sa::SlabHeader::blocks_offset()) / 256;
+  const std::size_t per_slab = sa::slab_bytes / 256;
   std::vector<void*> blocks(per_slab * 2000);
   for (void*& p : blocks) {
     p = h.alloc(256, 8);
@@ -163,19 +187,36 @@ TEST(Buckets, FreeFindsItsBucketInO1With2000SlabsLive) {
   sa::Stats before = h.snapshot_stats();
   ASSERT_EQ(before.buckets[8].slabs, 2000u);
   // Free one block from every 7th slab, in a scattered order.
-  std::size_t freed = 0;
+  std::set<void*> freed;
   for (std::size_t slab = 0; slab < 2000; slab += 7) {
-    void* p = blocks[slab * per_slab + (slab % per_slab)];
+    void*& p = blocks[slab * per_slab + (slab * 37) % per_slab];
     EXPECT_NE(sa::Pagemap::lookup(p), nullptr);
+    freed.insert(p);
     h.free(p, 256, 8);
-    blocks[slab * per_slab + (slab % per_slab)] = nullptr;
-    ++freed;
+    p = nullptr;
   }
   sa::Stats after = h.snapshot_stats();
-  EXPECT_EQ(after.buckets[8].lock.acquisitions - before.buckets[8].lock.acquisitions, freed);
-  EXPECT_EQ(after.buckets[8].in_use, blocks.size() - freed);
-  EXPECT_EQ(after.buckets[8].slabs, 2000u);
+  const sa::BucketStats& a = after.buckets[8];
+  EXPECT_EQ(a.lock.acquisitions - before.buckets[8].lock.acquisitions,
+            (a.flushes - before.buckets[8].flushes) + (a.refills - before.buckets[8].refills))
+      << "every lock round trip moved a batch; none scanned";
+  EXPECT_LE(a.lock.acquisitions - before.buckets[8].lock.acquisitions, freed.size() / 16);
+  EXPECT_EQ(a.in_use, blocks.size() - freed.size());
+  EXPECT_EQ(a.free_blocks, before.buckets[8].free_blocks + freed.size()) << "every freed block is back in its class";
+  EXPECT_EQ(a.slabs, 2000u);
   for (std::size_t c = 0; c < 8; ++c) EXPECT_EQ(after.buckets[c].lock.acquisitions, 0u);
+  // The class hands the freed blocks out again ahead of new carving (give or
+  // take one batch: a refill that empties the free lists tops up from a new slab).
+  std::set<void*> again;
+  std::size_t seen = 0;
+  while (seen < freed.size() && again.size() < freed.size() + before.buckets[8].cached + 64) {
+    void* p = h.alloc(256, 8);
+    again.insert(p);
+    seen += freed.count(p);
+  }
+  EXPECT_EQ(seen, freed.size());
+  EXPECT_LE(h.snapshot_stats().buckets[8].slabs, 2001u);
+  for (void* p : again) h.free(p, 256, 8);
   for (void* p : blocks)
     if (p != nullptr) h.free(p, 256, 8);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});
@@ -184,24 +225,33 @@ TEST(Buckets, FreeFindsItsBucketInO1With2000SlabsLive) {
 using FailingPool = sa::BasicAllocatorHandle<sa::test::FailingSmallPool>;
 
 TEST(Buckets, AFailedRefillGivesNullptrReleasesTheLockAndRecovers) {
-  sa::test::FailPlan plan;
-  FailingPool h(FailingPool::Options{.pool = {.shards = 0}, .fallback = {.plan = &plan}});
-  plan.exhausted = true;
+  sa::test::FailPlan heap_plan, region_plan;
+  FailingPool h(FailingPool::Options{
+      .pool = {.shards = 0}, .fallback = {.plan = &heap_plan}, .regions = {.plan = &region_plan}});
+  region_plan.exhausted = true;
+  heap_plan.exhausted = true;  // the fallback, which a pooled request falls back to, is out too
   EXPECT_EQ(h.alloc(32, 8), nullptr);
-  EXPECT_EQ(plan.live.load(), 0);  // nothing half-built was kept
+  EXPECT_EQ(region_plan.live.load(), 0);  // nothing half-built was kept
   // The bucket lock must be free: another thread can take the same bucket.
   auto other = std::async(std::launch::async, [&] { return h.alloc(32, 8); });
   ASSERT_EQ(other.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "bucket lock still held";
   EXPECT_EQ(other.get(), nullptr);
-  plan.exhausted = false;
+  // With the heap back but no slab memory, a pooled size is served by the fallback.
+  heap_plan.exhausted = false;
+  void* f = h.alloc(32, 8);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(sa::Pagemap::lookup(f), nullptr);
+  h.free(f, 32, 8);
+  region_plan.exhausted = false;
   void* p = h.alloc(32, 8);
   ASSERT_NE(p, nullptr);
+  EXPECT_NE(sa::Pagemap::lookup(p), nullptr);
   const sa::Stats s = h.snapshot_stats();
   EXPECT_EQ(s.buckets[2].allocations, 1u);
   EXPECT_EQ(s.buckets[2].refills, 1u);
+  EXPECT_EQ(s.fallback.allocs, 1u);
   h.free(p, 32, 8);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});
 }
-
 
 }  // namespace

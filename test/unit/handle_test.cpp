@@ -34,8 +34,10 @@ static_assert(sizeof(sa::BasicAllocatorHandle<sa::DefaultPolicy>) ==
                   sizeof(sa::GeneralPurposeHeap) + sizeof(BareWithPointer),
               "the default mode is its heap plus the leak sink");
 
+// snapshot_stats() is always declared (a policy without stats gets a
+// static_assert that says how to opt in); has_stats says whether it compiles.
 template <class H>
-concept HasStats = requires(H& h) { h.snapshot_stats(); };
+concept HasStats = H::has_stats;
 template <class H>
 concept HasEpochs = requires(H& h) {
   h.enter_epoch();
@@ -79,7 +81,11 @@ TEST(ConfiguredMode, ConstantsFollowTheBuildOption) {
   EXPECT_EQ(sa::mode, "small_pool");
   EXPECT_FALSE(sa::is_mimalloc);
   EXPECT_TRUE(sa::is_small_pool);
-  static_assert(std::is_base_of_v<sa::SmallPoolPolicy, sa::AllocatorHandle::PolicyType>);
+  // The build's options shape the configured small_pool policy only.
+  static_assert(std::is_base_of_v<sa::SmallPoolPolicyWith<SYDRA_ALLOC_SHARDS, SYDRA_ALLOC_STATS != 0,
+                                                          SYDRA_ALLOC_LOCK_TIMING != 0>,
+                                  sa::AllocatorHandle::PolicyType>);
+  static_assert(sa::AllocatorHandle::PolicyType::Shards::features.count == SYDRA_ALLOC_SHARDS);
 #endif
   EXPECT_EQ(std::string(sa::AllocatorHandle::PolicyType::name), std::string(sa::mode));
 }

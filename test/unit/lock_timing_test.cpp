@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace sa = sydra::alloc;
 
@@ -128,12 +129,15 @@ TEST(TimedLock, BucketSnapshotShowsContentionFromTwoThreads) {
   using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
   Pool h(Pool::Options{.pool = {.shards = 0, .lock_timing = {.threshold_ns = 0, .hold_sample_period = 1}}});
   // With a zero threshold, any acquisition that had to wait counts. Two
-  // threads hammer one bucket until a wait is seen (bounded at 10 s).
+  // threads hammer one bucket until a wait is seen (bounded at 10 s). Each
+  // allocates and frees 200 blocks at a time, more than a per-CPU cache
+  // holds, so batches keep crossing the bucket lock.
   std::atomic<bool> stop{false};
   auto work = [&] {
+    std::vector<void*> held(200);
     while (!stop.load(std::memory_order_relaxed)) {
-      void* p = h.alloc(64, 8);
-      h.free(p, 64, 8);
+      for (void*& p : held) p = h.alloc(64, 8);
+      for (void* p : held) h.free(p, 64, 8);
     }
   };
   std::thread a(work), b(work);

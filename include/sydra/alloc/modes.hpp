@@ -1,11 +1,13 @@
 // The three allocator modes of the seed, as policies, and the one alias the
 // build configures: sydra::alloc::AllocatorHandle.
 //
-//   mode        Shards         Buckets         Fallback
-//   default     NoShards       NoBuckets       GeneralPurposeHeap (Audited<SystemHeap>)
-//   mimalloc    NoShards       NoBuckets       MimallocHeap (Audited in checked builds)
-//   small_pool  ThreadShards   MutexBuckets    Tracked<Audited<SystemHeap>>
+//   mode        Shards           Buckets                    Fallback
+//   default     NoShards         NoBuckets                  GeneralPurposeHeap (Audited<SystemHeap>)
+//   mimalloc    NoShards         NoBuckets                  MimallocHeap (Audited in checked builds)
+//   small_pool  ThreadShards<>   MutexBuckets<TimedLock<>>  Tracked<Checked<SystemHeap>>
 //
+// The policies are fixed; the Meson options (allocator_shards, stats,
+// lock_timing) only shape ConfiguredPolicy, the policy AllocatorHandle names.
 // The configured mode lives in an inline namespace (v1::mode_<name>), so any
 // function that takes an AllocatorHandle is mangled with the mode: objects
 // built against different modes' config.hpp fail to link instead of breaking
@@ -39,12 +41,18 @@ struct MimallocPolicy {
   using Fallback = std::conditional_t<checked, Audited<MimallocHeap>, MimallocHeap>;
 };
 
-struct SmallPoolPolicy {
+// small_pool with its opt-ins spelled out: shard count, stats in every layer,
+// and whether the bucket locks are timed.
+template <std::size_t ShardCount, bool Stats, bool LockTiming>
+struct SmallPoolPolicyWith {
   static constexpr const char* name = "small_pool";
-  using Shards = ThreadShards;
-  using Buckets = MutexBuckets<>;
-  using Fallback = Tracked<Audited<SystemHeap>>;
+  using Shards = ThreadShards<ShardFeatures{.count = ShardCount, .epochs = true, .stats = Stats}>;
+  using Buckets = MutexBuckets<std::conditional_t<LockTiming, TimedLock<>, PlainLock<>>, BucketFeatures{.stats = Stats}>;
+  using Fallback = std::conditional_t<Stats, Tracked<Checked<SystemHeap>>, Checked<SystemHeap>>;
 };
+
+// The seed's small_pool: 4 shards, stats and lock timing on.
+struct SmallPoolPolicy : SmallPoolPolicyWith<4, true, true> {};
 
 // Common instantiations live in lib/modes.cpp.
 extern template class BasicAllocatorHandle<DefaultPolicy>;
@@ -71,8 +79,10 @@ inline constexpr bool is_small_pool = configured_mode == Mode::small_pool;
 inline constexpr std::string_view mode = is_small_pool ? "small_pool" : is_mimalloc ? "mimalloc" : "default";
 
 // The configured policy, as a type of this namespace so that it carries the mode.
-struct ConfiguredPolicy : std::conditional_t<is_small_pool, SmallPoolPolicy,
-                                             std::conditional_t<is_mimalloc, MimallocPolicy, DefaultPolicy>> {};
+struct ConfiguredPolicy
+    : std::conditional_t<is_small_pool,
+                         SmallPoolPolicyWith<SYDRA_ALLOC_SHARDS, SYDRA_ALLOC_STATS != 0, SYDRA_ALLOC_LOCK_TIMING != 0>,
+                         std::conditional_t<is_mimalloc, MimallocPolicy, DefaultPolicy>> {};
 
 using AllocatorHandle = BasicAllocatorHandle<ConfiguredPolicy>;
 
@@ -82,9 +92,6 @@ using AllocatorHandle = BasicAllocatorHandle<ConfiguredPolicy>;
 // library configured for another mode fails here.
 extern template class BasicAllocatorHandle<ConfiguredPolicy>;
 
-inline namespace SYDRA_ALLOC_MODE_NAMESPACE {
-
-}  // namespace SYDRA_ALLOC_MODE_NAMESPACE
 #undef SYDRA_ALLOC_MODE_NAMESPACE
 
 }  // namespace v1

@@ -55,8 +55,6 @@ namespace sydra::alloc {
 inline namespace v1 {
 
 inline constexpr bool checked = SYDRA_ALLOC_CHECKED != 0;
-inline constexpr bool stats_enabled = SYDRA_ALLOC_STATS != 0;
-inline constexpr bool lock_timing_enabled = SYDRA_ALLOC_LOCK_TIMING != 0;
 
 }  // namespace v1
 }  // namespace sydra::alloc

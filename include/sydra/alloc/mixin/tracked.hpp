@@ -1,6 +1,11 @@
 // Tracked<Heap>: the fallback stats mixin. Counts allocs, frees, resizes and
-// remaps, and bins allocation sizes over fallback_bounds (seed: fallback_allocs,
-// fallback_frees, fallback_resizes, fallback_remaps, fallback_sizes).
+// remaps, bins allocation sizes over fallback_bounds (seed: fallback_allocs,
+// fallback_frees, fallback_resizes, fallback_remaps, fallback_sizes), and
+// knows the live blocks and bytes for the leak report.
+//
+// Every counter is per thread (detail::ThreadCounters): a fallback request
+// costs its thread two plain counter updates, never a read-modify-write on a
+// line that every thread writes. Allocations are the sum of the bins.
 #pragma once
 
 #include <sydra/alloc/mixin/stats.hpp>
@@ -13,52 +18,80 @@ template <class Heap>
 class Tracked {
  public:
   using Options = typename Heap::Options;
-  Tracked() = default;
-  explicit Tracked(const Options& o) : heap_(o) {}
+  Tracked() : Tracked(Options{}) {}
+  static constexpr std::size_t thread_block_bytes = sizeof(typename detail::ThreadCounters<fallback_bins + 5>::Block);
+  explicit Tracked(const Options& o) : heap_(o), c_(heap_.backing_allocator()) {}
 
   void* alloc(std::size_t len, std::size_t align) noexcept {
     void* p = heap_.alloc(len, align);
     if (p != nullptr) {
-      allocs_.add();
-      sizes_[fallback_bin_of(len)].add();
+      auto* b = c_.local();
+      c_.bump(b, fallback_bin_of(len));
+      c_.bump(b, bytes_in, len);
     }
     return p;
   }
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
-    const bool ok = heap_.resize(mem, len, align, new_len);
-    if (ok) resizes_.add();
-    return ok;
+    if (!heap_.resize(mem, len, align, new_len)) return false;
+    on_resize(resizes, len, new_len);
+    return true;
   }
   void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     void* p = heap_.remap(mem, len, align, new_len);
-    if (p != nullptr) remaps_.add();
+    if (p != nullptr) on_resize(remaps, len, new_len);
     return p;
   }
   void free(void* mem, std::size_t len, std::size_t align) noexcept {
-    frees_.add();
+    auto* b = c_.local();
+    c_.bump(b, frees);
+    c_.bump(b, bytes_out, len);
     heap_.free(mem, len, align);
   }
 
   void collect_stats(Stats& out) const noexcept {
     out.has_fallback = true;
-    out.fallback.allocs = allocs_.get();
-    out.fallback.frees = frees_.get();
-    out.fallback.resizes = resizes_.get();
-    out.fallback.remaps = remaps_.get();
-    for (std::size_t i = 0; i < fallback_bins; ++i) out.fallback.sizes[i] = sizes_[i].get();
+    std::array<std::size_t, 4 + fallback_bins> order{frees, bytes_out, resizes, remaps};
+    for (std::size_t i = 0; i < fallback_bins; ++i) order[4 + i] = i;
+    const auto v = c_.sum(order);
+    const auto in = c_.sum(bytes_in);  // after bytes_out: live bytes never negative
+    FallbackStats& f = out.fallback;
+    f.frees = v[0];
+    f.resizes = v[2];
+    f.remaps = v[3];
+    f.allocs = 0;
+    for (std::size_t i = 0; i < fallback_bins; ++i) {
+      f.sizes[i] = v[4 + i];
+      f.allocs += v[4 + i];
+    }
+    const LeakReport l = LeakReport::difference(f.allocs, f.frees, in, v[1]);
+    f.blocks_live = l.blocks;
+    f.bytes_live = l.bytes;
+    f.counts_underflow = l.underflow;
   }
-  LeakReport live() const noexcept
-    requires requires(const Heap& h) { h.live(); }
-  {
-    return heap_.live();
+  LeakReport live() const noexcept {
+    std::array<std::size_t, 2 + fallback_bins> order{frees, bytes_out};
+    for (std::size_t i = 0; i < fallback_bins; ++i) order[2 + i] = i;
+    const auto v = c_.sum(order);
+    std::uint64_t allocs = 0;
+    for (std::size_t i = 0; i < fallback_bins; ++i) allocs += v[2 + i];
+    return LeakReport::difference(allocs, v[0], c_.sum(bytes_in), v[1]);
   }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }
 
  private:
+  enum : std::size_t { frees = fallback_bins, resizes, remaps, bytes_in, bytes_out, count };
+  static_assert(count == fallback_bins + 5);
+
+  void on_resize(std::size_t which, std::size_t old_len, std::size_t new_len) noexcept {
+    auto* b = c_.local();
+    c_.bump(b, which);
+    c_.bump(b, bytes_out, old_len);
+    c_.bump(b, bytes_in, new_len);
+  }
+
   [[no_unique_address]] Heap heap_;
-  Counter<true> allocs_, frees_, resizes_, remaps_;
-  std::array<Counter<true>, fallback_bins> sizes_;
+  detail::ThreadCounters<count> c_;
 };
 
 }  // namespace v1

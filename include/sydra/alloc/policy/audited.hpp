@@ -1,14 +1,18 @@
-// Audited<Heap>: a fallback layer that knows what is live. It counts live
-// blocks and bytes (for the leak report a handle gives when destroyed), and in
-// checked builds keeps every live block in an address-ordered registry, so
-// that a double, foreign, interior, mis-sized or mis-aligned free is diagnosed
-// before it can reach the heap below. GeneralPurposeHeap, the seed's default
-// mode, is Audited<SystemHeap>.
+// Fallback layers that know what is live.
+//
+// Checked<Heap>: in checked builds, every live block in an address-ordered
+// registry, so that a double, foreign, interior, mis-sized or mis-aligned free
+// is diagnosed before it can reach the heap below.
+// Audited<Heap>: Checked<Heap> plus live blocks and bytes, for the leak report
+// a handle gives when destroyed. GeneralPurposeHeap, the seed's default mode,
+// is Audited<SystemHeap>.
 #pragma once
 
+#include <sydra/alloc/detail/thread_counters.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/policy/system_heap.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -23,7 +27,26 @@ inline namespace v1 {
 struct LeakReport {
   std::uint64_t blocks = 0;
   std::uint64_t bytes = 0;
+  // More frees than allocations were counted (a double free, or a free with
+  // the wrong length, in a build that does not check): the counts are then
+  // floored at zero instead of wrapping around.
+  bool underflow = false;
   friend bool operator==(const LeakReport&, const LeakReport&) = default;
+
+  static LeakReport difference(std::uint64_t in, std::uint64_t out, std::uint64_t bytes_in,
+                               std::uint64_t bytes_out) noexcept {
+    LeakReport r;
+    r.underflow = out > in || bytes_out > bytes_in;
+    r.blocks = out > in ? 0 : in - out;
+    r.bytes = bytes_out > bytes_in ? 0 : bytes_in - bytes_out;
+    return r;
+  }
+  LeakReport& operator+=(const LeakReport& o) noexcept {
+    blocks += o.blocks;
+    bytes += o.bytes;
+    underflow = underflow || o.underflow;
+    return *this;
+  }
 };
 
 namespace detail {
@@ -112,25 +135,24 @@ class BlockRegistry {
 struct NoRegistry {};
 }  // namespace detail
 
+// Checked<Heap>: in checked builds, the registry above in front of a heap;
+// otherwise the heap itself, at no cost.
 template <class Heap, bool Registry = checked>
-class Audited {
+class Checked {
  public:
   using Options = typename Heap::Options;
-  Audited() = default;
-  explicit Audited(const Options& o) : heap_(o) {}
+  Checked() = default;
+  explicit Checked(const Options& o) : heap_(o) {}
 
   void* alloc(std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
     void* p = heap_.alloc(len, align);
-    if (p == nullptr) return nullptr;
     if constexpr (Registry) {
-      if (!registry_.add(p, len, align)) {
+      if (p != nullptr && !registry_.add(p, len, align)) {
         heap_.free(p, len, align);
         return nullptr;
       }
     }
-    blocks_.fetch_add(1, std::memory_order_relaxed);
-    bytes_.fetch_add(len, std::memory_order_relaxed);
     return p;
   }
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
@@ -138,28 +160,21 @@ class Audited {
     if constexpr (Registry) registry_.check(mem, len, align);
     if (!heap_.resize(mem, len, align, new_len)) return false;
     if constexpr (Registry) registry_.relocate(mem, mem, new_len);
-    bytes_.fetch_add(new_len - len, std::memory_order_relaxed);  // wraps correctly when shrinking
     return true;
   }
   void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     align = normalize_align(align);
     if constexpr (Registry) registry_.check(mem, len, align);
     void* p = heap_.remap(mem, len, align, new_len);
-    if (p == nullptr) return nullptr;
-    if constexpr (Registry) registry_.relocate(mem, p, new_len);
-    bytes_.fetch_add(new_len - len, std::memory_order_relaxed);
+    if constexpr (Registry) {
+      if (p != nullptr) registry_.relocate(mem, p, new_len);
+    }
     return p;
   }
   void free(void* mem, std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
     if constexpr (Registry) registry_.remove(mem, len, align);
-    blocks_.fetch_sub(1, std::memory_order_relaxed);
-    bytes_.fetch_sub(len, std::memory_order_relaxed);
     heap_.free(mem, len, align);
-  }
-
-  LeakReport live() const noexcept {
-    return {blocks_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed)};
   }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }
@@ -167,8 +182,78 @@ class Audited {
  private:
   [[no_unique_address]] Heap heap_;
   [[no_unique_address]] std::conditional_t<Registry, detail::BlockRegistry, detail::NoRegistry> registry_;
-  std::atomic<std::uint64_t> blocks_{0};
-  std::atomic<std::uint64_t> bytes_{0};
+};
+
+// Live blocks and bytes, counted per thread (no counter every thread writes)
+// and summed when asked: removals are read before additions, so the
+// difference never goes below zero unless more was freed than allocated,
+// which is then reported rather than wrapped.
+class LiveCounts {
+ public:
+  enum : std::size_t { allocs, frees, bytes_in, bytes_out, count };
+  explicit LiveCounts(Allocator backing) noexcept : c_(backing) {}
+  using Block = detail::ThreadCounters<count>::Block;
+  static constexpr std::size_t thread_block_bytes = sizeof(Block);
+  SYDRA_FAST_PATH Block* local() noexcept { return c_.local(); }
+  SYDRA_FAST_PATH void on_alloc(Block* b, std::size_t len) noexcept {
+    c_.bump(b, allocs);
+    c_.bump(b, bytes_in, len);
+  }
+  SYDRA_FAST_PATH void on_free(Block* b, std::size_t len) noexcept {
+    c_.bump(b, frees);
+    c_.bump(b, bytes_out, len);
+  }
+  // A block that changed size in place or moved: old length out, new in.
+  void on_resize(std::size_t old_len, std::size_t new_len) noexcept {
+    Block* b = c_.local();
+    c_.bump(b, bytes_out, old_len);
+    c_.bump(b, bytes_in, new_len);
+  }
+  LeakReport live() const noexcept {
+    const auto v = c_.sum(std::array<std::size_t, 4>{frees, bytes_out, allocs, bytes_in});
+    return LeakReport::difference(v[2], v[0], v[3], v[1]);
+  }
+
+ private:
+  detail::ThreadCounters<count> c_;
+};
+
+// Audited<Heap>: Checked<Heap> plus live counts, for the leak report a handle
+// gives when it is destroyed.
+template <class Heap, bool Registry = checked>
+class Audited {
+ public:
+  using Options = typename Heap::Options;
+  Audited() : Audited(Options{}) {}
+  explicit Audited(const Options& o) : heap_(o), live_(heap_.backing_allocator()) {}
+
+  void* alloc(std::size_t len, std::size_t align) noexcept {
+    void* p = heap_.alloc(len, align);
+    if (p != nullptr) live_.on_alloc(live_.local(), len);
+    return p;
+  }
+  bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
+    if (!heap_.resize(mem, len, align, new_len)) return false;
+    live_.on_resize(len, new_len);
+    return true;
+  }
+  void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
+    void* p = heap_.remap(mem, len, align, new_len);
+    if (p != nullptr) live_.on_resize(len, new_len);
+    return p;
+  }
+  void free(void* mem, std::size_t len, std::size_t align) noexcept {
+    heap_.free(mem, len, align);
+    live_.on_free(live_.local(), len);
+  }
+
+  LeakReport live() const noexcept { return live_.live(); }
+  Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
+  Heap& inner() noexcept { return heap_.inner(); }
+
+ private:
+  Checked<Heap, Registry> heap_;
+  LiveCounts live_;
 };
 
 // The seed's default mode: std.heap.GeneralPurposeAllocator, in C++ terms.

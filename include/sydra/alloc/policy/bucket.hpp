@@ -1,161 +1,337 @@
-// BucketPolicy implementations.
+// BucketPolicy implementations: the layer that serves threads without a shard.
 //
-// NoBuckets: no pool; every request the shards do not serve goes to the fallback.
-// MutexBuckets: the seed's bucket allocator, one bucket per size class, each
-// with its own lock, a free list, and a bump region carved lazily from the
-// current 64 KiB slab. A free finds its bucket through the slab header
-// (Pagemap), so it takes exactly one lock: the seed scanned every bucket.
+// NoBuckets: no pool; what the shards do not serve goes to the fallback.
+// MutexBuckets<Lock, Features>: the seed's bucket allocator, one bucket per
+// size class, each with its own lock, in front of which sits one small cache
+// per CPU per class (cache/cpu_caches.hpp). A thread takes blocks from its
+// CPU's cache with no lock; when that runs dry or overflows, half a cache
+// moves to or from the bucket in one lock round trip. The bucket keeps a
+// short transfer stack of free blocks (so caches trading blocks do not touch
+// slab lists) and the class's slabs (slab/class_slabs.hpp), which go back to
+// the pool as soon as they are empty.
+//
+// A free finds its bucket in O(1): the slab's metadata names it.
 #pragma once
 
+#include <sydra/alloc/cache/cpu_caches.hpp>
 #include <sydra/alloc/mixin/lock_timing.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
 #include <sydra/alloc/policy/audited.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
-#include <sydra/alloc/slab/slab.hpp>
+#include <sydra/alloc/slab/class_slabs.hpp>
 
+#include <algorithm>
 #include <array>
+#include <concepts>
 #include <mutex>
 
 namespace sydra::alloc {
 inline namespace v1 {
 
-struct NoBuckets {
-  static constexpr bool enabled = false;
-  constexpr NoBuckets() noexcept = default;
-  template <class Source>
-  constexpr NoBuckets(Source&, const PoolOptions&) noexcept {}
+// What a bucket lock must offer. PlainLock and TimedLock do; wrap any other
+// mutex in PlainLock<YourMutex>.
+template <class L>
+concept BucketLock = std::default_initializable<L> && requires(L& l, const TimedLockConfig& c) {
+  { L::timed } -> std::convertible_to<bool>;
+  l.configure(c);
+  l.lock();
+  l.unlock();
+  l.lock_quietly();
+  l.unlock_quietly();
 };
 
-template <class Lock = std::conditional_t<lock_timing_enabled, TimedLock<>, PlainLock<>>>
-class MutexBuckets {
+struct BucketFeatures {
+  bool stats = true;  // per-class counters and lock stats in snapshot_stats()
+};
+
+struct NoBuckets {
+  static constexpr bool enabled = false;
+  template <class Ctx>
+  struct Layer {
+    static constexpr bool enabled = false;
+    constexpr Layer(typename Ctx::Pool&, const PoolOptions&) noexcept {}
+  };
+};
+
+template <class Ctx, BucketLock Lock, BucketFeatures Features>
+class BucketLayer {
  public:
   static constexpr bool enabled = true;
+  static constexpr bool keeps_stats = Features.stats;
+  using Classes = typename Ctx::Classes;
+  using Pool = typename Ctx::Pool;
   using LockType = Lock;
 
- private:
-  struct Bucket;
-
- public:
-
-  MutexBuckets(SlabSource& slabs, const PoolOptions& options) noexcept : slabs_(slabs) {
-    for (Bucket& b : buckets_) b.lock.configure(options.lock_timing);
+  BucketLayer(Pool& pool, const PoolOptions& options) noexcept : pool_(pool), caches_(options.cpu_cache) {
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      buckets_[c].lock.configure(options.lock_timing);
+      batch_[c] = std::max<std::uint32_t>(1, caches_.capacity(c) / 2);
+    }
   }
-  MutexBuckets(const MutexBuckets&) = delete;
-  MutexBuckets& operator=(const MutexBuckets&) = delete;
-  ~MutexBuckets() {
-    for (Bucket& b : buckets_) {
-      for (SlabHeader* s = b.slabs; s != nullptr;) {
-        SlabHeader* next = s->next_slab;
-        slabs_.release(s);
-        s = next;
+  BucketLayer(const BucketLayer&) = delete;
+  BucketLayer& operator=(const BucketLayer&) = delete;
+
+  // ---- The fast path: this CPU's cache, no lock --------------------------------
+  // A pop, and no call: nullptr sends the caller to its slow path.
+  SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
+    const std::uintptr_t r = caches_.pop(cls);
+    if (SYDRA_LIKELY(r > pal::pop_no_cpu)) return hand_out(reinterpret_cast<void*>(r), cls);
+    return nullptr;
+  }
+  // A push; the slow path (cache full, no CPU cache) is a tail call.
+  SYDRA_FAST_PATH void free(SlabMeta* m, void* p) noexcept {
+    const unsigned cls = m->size_class;
+    track::on_take_back(p, Classes::sizes[cls]);
+    const pal::Push r = caches_.push(cls, p);
+    if (SYDRA_LIKELY(r == pal::Push::done)) return;
+    free_slow(cls, p, r == pal::Push::no_cpu);
+  }
+  // ---- End of the fast path ----------------------------------------------------
+
+  // The whole of an allocation; nullptr only when out of memory.
+  SYDRA_SLOW_PATH void* alloc(unsigned cls) noexcept {
+    const std::uintptr_t r = caches_.pop(cls);
+    if (SYDRA_LIKELY(r > pal::pop_no_cpu)) return hand_out(reinterpret_cast<void*>(r), cls);
+    return alloc_slow(cls, r == pal::pop_no_cpu);
+  }
+
+  // Gives every cached block back to its slab, so that empty slabs reach the
+  // pool: each CPU's cache (this thread visits each CPU in turn; locked mode
+  // takes each cache's lock), then each bucket's transfer stack.
+  void drain() noexcept {
+    if (caches_.locked_mode()) {
+      for (unsigned cpu = 0; cpu < caches_.cpus(); ++cpu) {
+        std::lock_guard g(caches_.lock_of(cpu));
+        for (unsigned c = 0; c < Classes::count; ++c) drain_stack(*caches_.stack(cpu, c), c);
+      }
+    } else {
+      pal::run_on_each_cpu(
+          [](void* self, unsigned) {
+            auto* me = static_cast<BucketLayer*>(self);
+            for (unsigned c = 0; c < Classes::count; ++c) {
+              void* got[pal::CpuStack::max_capacity > 256 ? 256 : pal::CpuStack::max_capacity];
+              unsigned n = 0;
+              for (std::uintptr_t r; n < 256 && (r = me->caches_.template pop<false>(c)) > pal::pop_no_cpu;)
+                got[n++] = reinterpret_cast<void*>(r);
+              if (n != 0) me->give_back(c, got, n, /*to_slabs=*/true);
+            }
+          },
+          this);
+    }
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      Bucket& b = buckets_[c];
+      std::lock_guard g(b.lock);
+      while (b.xfer_count != 0) {
+        void* p = b.xfer[--b.xfer_count];
+        b.slabs.give(pool_, Pagemap::lookup(p), p);
       }
     }
   }
 
-  // The bucket path: one lock round trip. nullptr only when a refill fails.
-  void* alloc(unsigned cls) noexcept {
-    Bucket& b = buckets_[cls];
-    std::lock_guard guard(b.lock);
-    FreeNode* n = b.free;
-    if (SYDRA_LIKELY(n != nullptr)) {
-      b.free = load_next(n);
-    } else {
-      n = carve(b, cls);
-      if (n == nullptr) return nullptr;
-    }
-    b.allocations.bump();
-    b.in_use.bump();
-    if (b.in_use.get() > b.high_water.get()) b.high_water.set(b.in_use.get());
-    track::on_hand_out(n, size_classes[cls]);
-    return n;
-  }
-
-  void free(SlabHeader* slab, void* mem) noexcept { push(*static_cast<Bucket*>(slab->owner), slab->size_class, mem); }
-
-  // A sized free whose class the caller trusts: no slab header needed.
-  void free_class(unsigned cls, void* mem) noexcept { push(buckets_[cls], cls, mem); }
-
- private:
-  void push(Bucket& b, unsigned cls, void* mem) noexcept {
-    auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, size_classes[cls]);
-    std::lock_guard guard(b.lock);
-    store_next(n, b.free);
-    b.free = n;
-    b.frees.bump();
-    b.in_use.drop();
-  }
-
- public:
-  void collect_stats(Stats& out) noexcept {
+  void collect_stats(Stats& out) noexcept
+    requires(Features.stats)
+  {
     out.has_buckets = true;
-    for (std::size_t i = 0; i < class_count; ++i) {
-      Bucket& b = buckets_[i];
-      BucketStats& s = out.buckets[i];
-      b.lock.lock_quietly();  // counters move together under the lock: never torn
-      s.size = size_classes[i];
-      s.block_size = size_classes[i];
-      s.allocations = b.allocations.get();
-      s.frees = b.frees.get();
+    out.buckets.resize(Classes::count);
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      BucketStats& s = out.buckets[c];
+      s.size = s.block_size = Classes::sizes[c];
+      const Totals t = totals(c);
+      s.allocations = t.allocs;
+      s.frees = t.frees;
+      s.in_use = t.allocs - t.frees;
+      s.cached = t.cached;
+      Bucket& b = buckets_[c];
+      b.lock.lock_quietly();  // bucket counters move together under the lock: never torn
       s.refills = b.refills.get();
-      s.in_use = b.in_use.get();
+      s.flushes = b.flushes.get();
+      s.cached += b.xfer_count;
+      s.slabs = b.slabs.slabs();
+      const std::uint64_t capacity = s.slabs * Classes::blocks_per_slab(c);
+      s.free_blocks = capacity > s.in_use ? capacity - s.in_use : 0;
+      if (s.in_use > b.high_water.get()) b.high_water.set(s.in_use);
       s.high_water = b.high_water.get();
-      s.slabs = b.slab_count.get();
-      s.free_blocks = b.capacity.get() - b.in_use.get();
       if constexpr (Lock::timed) s.lock = b.lock.stats();
       b.lock.unlock_quietly();
     }
   }
 
-  LeakReport live() noexcept {
+  LeakReport live() noexcept
+    requires(Features.stats)
+  {
     LeakReport r;
-    for (std::size_t i = 0; i < class_count; ++i) {
-      Bucket& b = buckets_[i];
-      b.lock.lock_quietly();
-      r.blocks += b.in_use.get();
-      r.bytes += b.in_use.get() * size_classes[i];
-      b.lock.unlock_quietly();
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      const Totals t = totals(c);
+      r += LeakReport::difference(t.allocs, t.frees, t.allocs * Classes::sizes[c], t.frees * Classes::sizes[c]);
     }
     return r;
   }
 
  private:
-  // Hot fields first: the free list and the per-operation counters share the
-  // lock's cache line, and a TimedLock's own counters follow them.
+  static constexpr std::uint32_t xfer_capacity = 128;
+
+  // Hot fields first: the lock and the transfer stack's count share a line.
   struct alignas(64) Bucket {
-    FreeNode* free = nullptr;
-    char* bump = nullptr;  // next never-used block of the newest slab
-    char* bump_end = nullptr;
-    // Written under the lock; atomics only so snapshots and tests read whole values.
-    Counter<true> in_use;  // always kept: leak reports need it
-    Counter<> allocations, frees, high_water;
     Lock lock;
-    SlabHeader* slabs = nullptr;
-    Counter<true> capacity;
-    Counter<> refills, slab_count;
+    std::uint32_t xfer_count = 0;
+    ClassSlabs slabs;
+    Counter<Features.stats> direct_allocs, direct_frees, refills, flushes, high_water;
+    void* xfer[xfer_capacity];
   };
 
-  // Carves the next block from the bump region, refilling it from a new slab
-  // when empty. Under the bucket lock.
-  SYDRA_SLOW_PATH FreeNode* carve(Bucket& b, unsigned cls) noexcept {
-    if (b.bump == b.bump_end) {
-      SlabHeader* s = slabs_.acquire(SlabKind::bucket, cls, &b);
-      if (s == nullptr) return nullptr;  // the lock is released by the caller's guard
-      s->next_slab = b.slabs;
-      b.slabs = s;
-      b.bump = s->first_block();
-      b.bump_end = s->end();
-      b.refills.bump();
-      b.slab_count.bump();
-      b.capacity.bump(s->capacity);
-    }
-    auto* n = reinterpret_cast<FreeNode*>(b.bump);
-    b.bump += size_classes[cls];
-    return n;
+  struct Totals {
+    std::uint64_t allocs = 0, frees = 0, cached = 0;
+  };
+  // Frees are read before allocations, so in_use is never negative: a
+  // counted free is published after the counted allocation of its block.
+  Totals totals(unsigned c) const noexcept {
+    Totals t;
+    const Bucket& b = buckets_[c];
+    t.frees = b.direct_frees.get();
+    caches_.for_each_stack(c, [&t](const pal::CpuStack& s) { t.frees += s.frees.load(std::memory_order_acquire); });
+    t.allocs = b.direct_allocs.get();
+    caches_.for_each_stack(c, [&t](const pal::CpuStack& s) {
+      const std::uint64_t w = s.word.load(std::memory_order_acquire);
+      t.allocs += w >> pal::CpuStack::pops_shift;
+      t.cached += w & pal::CpuStack::count_mask;
+    });
+    if (t.allocs < t.frees) t.allocs = t.frees;  // unreachable by the argument above; never report a wrap
+    return t;
   }
 
-  SlabSource& slabs_;
-  std::array<Bucket, class_count> buckets_;
+  SYDRA_FAST_PATH void* hand_out(void* p, unsigned cls) noexcept {
+    track::on_hand_out(p, Classes::sizes[cls]);
+    return p;
+  }
+
+  // Under the bucket's lock: up to n free blocks, transfer stack first.
+  unsigned take(Bucket& b, unsigned cls, unsigned n, void** out) noexcept {
+    unsigned got = 0;
+    while (got < n && b.xfer_count != 0) out[got++] = b.xfer[--b.xfer_count];
+    if (got < n) {
+      got += b.slabs.take(pool_, ClassSlabs::Identity{SlabKind::bucket, &b, cls, Classes::sizes[cls]}, n - got,
+                          out + got);
+    }
+    return got;
+  }
+  // Under the bucket's lock: free blocks back, transfer stack first unless
+  // the caller wants them in their slabs.
+  void put(Bucket& b, void* p, bool to_slabs) noexcept {
+    if (!to_slabs && b.xfer_count < xfer_capacity) {
+      b.xfer[b.xfer_count++] = p;
+      return;
+    }
+    b.slabs.give(pool_, Pagemap::lookup(p), p);
+  }
+  void give_back(unsigned cls, void** blocks, unsigned n, bool to_slabs) noexcept {
+    Bucket& b = buckets_[cls];
+    std::lock_guard g(b.lock);
+    for (unsigned i = 0; i < n; ++i) put(b, blocks[i], to_slabs);
+  }
+  void note_high_water(Bucket& b, unsigned cls) noexcept {
+    if constexpr (Features.stats) {
+      const Totals t = totals(cls);
+      if (t.allocs - t.frees > b.high_water.get()) b.high_water.set(t.allocs - t.frees);
+    }
+  }
+
+  // The cache was empty (refill it from the bucket and hand out one block), or
+  // this thread has no CPU cache (locked mode, or straight to the bucket).
+  SYDRA_SLOW_PATH void* alloc_slow(unsigned cls, bool no_cpu) noexcept {
+    Bucket& b = buckets_[cls];
+    if (no_cpu && caches_.locked_mode()) {
+      typename CpuCaches<Classes>::Locked cache(caches_, cls);
+      if (void* p = cache.pop(true)) return hand_out(p, cls);
+      return refill(b, cls, [&cache](void* p) { return cache.push(p, false); });
+    }
+    if (no_cpu) {
+      void* p = nullptr;
+      std::lock_guard g(b.lock);
+      if (take(b, cls, 1, &p) == 0) return nullptr;
+      b.direct_allocs.bump();
+      return hand_out(p, cls);
+    }
+    return refill(b, cls, [this, cls](void* p) { return caches_.template push<false>(cls, p) == pal::Push::done; });
+  }
+
+  // One lock round trip: half a cache's worth of blocks from the bucket, all
+  // but one pushed into the cache (uncounted: they are not frees), the last
+  // handed out (counted here: it never passed through the cache).
+  template <class PushFn>
+  void* refill(Bucket& b, unsigned cls, PushFn push) noexcept {
+    void* got[pal::CpuStack::max_capacity > 256 ? 256 : pal::CpuStack::max_capacity];
+    std::lock_guard g(b.lock);
+    const unsigned n = take(b, cls, std::min<std::uint32_t>(batch_[cls], 256), got);
+    if (n == 0) return nullptr;  // out of memory; the lock is released by the guard
+    unsigned i = 1;
+    while (i < n && push(got[i])) ++i;
+    for (; i < n; ++i) put(b, got[i], false);  // the cache filled meanwhile (another thread, same CPU)
+    b.direct_allocs.bump();
+    b.refills.bump();
+    note_high_water(b, cls);
+    return hand_out(got[0], cls);
+  }
+
+  SYDRA_SLOW_PATH void free_slow(unsigned cls, void* p, bool no_cpu) noexcept {
+    Bucket& b = buckets_[cls];
+    if (no_cpu && caches_.locked_mode()) {
+      typename CpuCaches<Classes>::Locked cache(caches_, cls);
+      if (cache.push(p, true)) return;
+      flush(b, cls, [&cache]() -> void* { return cache.pop(false); }, p);
+      return;
+    }
+    if (no_cpu) {
+      std::lock_guard g(b.lock);
+      put(b, p, false);
+      b.direct_frees.bump();
+      return;
+    }
+    flush(b, cls, [this, cls]() -> void* {
+      const std::uintptr_t r = caches_.template pop<false>(cls);
+      return r > pal::pop_no_cpu ? reinterpret_cast<void*>(r) : nullptr;
+    }, p);
+  }
+
+  // The cache is full: half of it, and the block being freed (counted here),
+  // go back to the bucket in one lock round trip.
+  template <class PopFn>
+  void flush(Bucket& b, unsigned cls, PopFn pop, void* p) noexcept {
+    void* got[pal::CpuStack::max_capacity > 256 ? 256 : pal::CpuStack::max_capacity];
+    unsigned n = 0;
+    const std::uint32_t want = std::min<std::uint32_t>(batch_[cls], 256);
+    while (n < want) {
+      void* q = pop();
+      if (q == nullptr) break;
+      got[n++] = q;
+    }
+    std::lock_guard g(b.lock);
+    for (unsigned i = 0; i < n; ++i) put(b, got[i], false);
+    put(b, p, false);
+    b.direct_frees.bump();
+    b.flushes.bump();
+    note_high_water(b, cls);
+  }
+
+  void drain_stack(pal::CpuStack& s, unsigned cls) noexcept {  // locked mode, under the cache's lock
+    std::uint64_t w = s.word.load(std::memory_order_relaxed);
+    auto n = static_cast<std::uint32_t>(w & pal::CpuStack::count_mask);
+    if (n == 0) return;
+    give_back(cls, s.slots(), n, /*to_slabs=*/true);
+    s.word.store(w - n, std::memory_order_release);
+  }
+
+  Pool& pool_;
+  CpuCaches<Classes> caches_;
+  std::array<std::uint32_t, Classes::count> batch_{};
+  std::array<Bucket, Classes::count> buckets_;
+};
+
+template <BucketLock Lock = TimedLock<>, BucketFeatures Features = BucketFeatures{}>
+struct MutexBuckets {
+  static constexpr bool enabled = true;
+  using LockType = Lock;
+  template <class Ctx>
+  using Layer = BucketLayer<Ctx, Lock, Features>;
 };
 
 }  // namespace v1

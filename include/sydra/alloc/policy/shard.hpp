@@ -1,28 +1,39 @@
-// ShardPolicy implementations.
+// ShardPolicy implementations: per-thread slab shards, deferred cross-thread
+// frees and epochs (the seed's ShardManager, made correct and made fast).
 //
-// NoShards: no per-thread pools and no epochs.
-// ThreadShards: the seed's ShardManager, made correct.
-//   - `count` shards; a thread takes one round-robin (an atomic counter picks
-//     where to start looking) and holds it alone until it exits. A thread that
-//     finds none free is a miss and uses the bucket path.
-//   - Each shard keeps, per size class, an owner-only free list and bump
-//     region (the fast path: no lock, no atomic read-modify-write), and two
-//     lock-free stacks that other threads push to: `deferred` (frees from
-//     other threads, stamped with the epoch) and `ready`
-//     (deferred blocks a collector found reclaimable). Only the owner pops
-//     `ready`, and only whole lists are ever taken, so there is no ABA.
-//   - Thread exit releases the shard with both stacks intact; the next thread
-//     to take it inherits its blocks and its backlog.
+// NoShards: no shards and no epochs.
+// ThreadShards<ShardFeatures{.count, .epochs, .stats}>: `count` shards. A
+// thread takes one on its first small allocation (an atomic counter picks
+// where to start looking; a compare-exchange on the shard's owner makes the
+// thread its only owner) and holds it until it exits. A thread that finds none
+// free is a miss and uses the bucket layer.
+//
+// How a shard's blocks move (rooms: cache/remote_cache.hpp,
+// slab/class_slabs.hpp, epoch/):
+//   magazine   per class, a small stack of free blocks: the fast path pops and
+//              pushes here, owner only, no atomic read-modify-write
+//   slabs      per class, the shard's slabs with their own free lists; half a
+//              magazine moves to or from them at a time; an emptied slab goes
+//              back to the pool for any class
+//   deferred   per class, a lock-free stack that other threads push batches of
+//              frees onto, each stamped with the epoch it was published in
+//   ready      deferred blocks a collector found reclaimable; the owner takes
+//              the whole list when its magazine runs dry
+// Stacks are only ever taken whole (exchange), so no node is popped twice and
+// there is no ABA.
 #pragma once
 
-#include <sydra/alloc/detail/thread_binding.hpp>
+#include <sydra/alloc/cache/remote_cache.hpp>
+#include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
-#include <sydra/alloc/mixin/epoch.hpp>
+#include <sydra/alloc/epoch/epoch_domain.hpp>
+#include <sydra/alloc/epoch/retire_bags.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
 #include <sydra/alloc/policy/audited.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
-#include <sydra/alloc/slab/slab.hpp>
+#include <sydra/alloc/slab/class_slabs.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <optional>
@@ -30,94 +41,167 @@
 namespace sydra::alloc {
 inline namespace v1 {
 
-struct NoShards {
-  static constexpr bool enabled = false;
-  constexpr NoShards() noexcept = default;
-  template <class Source>
-  constexpr NoShards(Source&, const PoolOptions&) noexcept {}
+struct ShardFeatures {
+  std::size_t count = 4;  // shards; Options::pool.shards overrides it for one handle
+  bool epochs = true;     // enter/leave/advance_epoch, retire, collect_garbage; remote frees wait out pinned readers
+  bool stats = true;      // per-shard, per-class counters in snapshot_stats() and the leak report
 };
 
-class ThreadShards final : detail::ShardManagerBase {
-  struct Shard;
+// What a shard layer hands the handle besides blocks: where retired blocks go.
+struct ShardHooks {
+  RetireBags::FreeFn free_fn = nullptr;  // the handle's free, for reclaimed retired blocks
+  void* ctx = nullptr;
+};
 
+struct NoShards {
+  static constexpr bool enabled = false;
+  template <class Ctx>
+  struct Layer {
+    static constexpr bool enabled = false;
+    constexpr Layer(typename Ctx::Pool&, const PoolOptions&, Allocator, ShardHooks) noexcept {}
+  };
+};
+
+namespace detail {
+struct NoEpochs {
+  explicit NoEpochs(Allocator) noexcept {}
+};
+struct NoBags {
+  NoBags(auto&, Allocator, RetireBags::FreeFn, void*) noexcept {}
+};
+}  // namespace detail
+
+template <class Ctx, ShardFeatures Features>
+class ShardLayer final : public detail::ThreadHost {
  public:
   static constexpr bool enabled = true;
+  static constexpr bool has_epochs = Features.epochs;
+  static constexpr bool keeps_stats = Features.stats;
+  using Classes = typename Ctx::Classes;
+  using Pool = typename Ctx::Pool;
+  static constexpr std::uint32_t max_magazine = 64;
+  static constexpr std::size_t binding_bytes = 32;  // a thread's binding, from the backing heap (checked below)
 
-  ThreadShards(SlabSource& slabs, const PoolOptions& options) noexcept : slabs_(slabs), epochs_(slabs.backing()) {
-    if (options.shards == 0) return;  // seed: allocator_shards = 0 -> no manager
-    void* mem = slabs.backing().alloc(options.shards * sizeof(Shard), alignof(Shard));
+  ShardLayer(Pool& pool, const PoolOptions& options, Allocator backing, ShardHooks hooks) noexcept
+      : pool_(pool), backing_(backing), epochs_(backing), bags_(epochs_, backing, hooks.free_fn, hooks.ctx) {
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      std::size_t cap = options.shard_cache.bytes_per_class / Classes::sizes[c];
+      cap = std::clamp<std::size_t>(cap, std::min<std::uint32_t>(options.shard_cache.min_blocks, max_magazine),
+                                    std::min<std::uint32_t>(options.shard_cache.max_blocks, max_magazine));
+      cap_[c] = static_cast<std::uint32_t>(std::max<std::size_t>(cap, 2));
+      batch_[c] = cap_[c] / 2;
+    }
+    const std::size_t n = options.shards == PoolOptions::policy_shards ? Features.count : options.shards;
+    if (n == 0) return;  // seed: allocator_shards = 0 -> no manager
+    void* mem = backing.alloc(n * sizeof(Shard), alignof(Shard));
     if (mem == nullptr) return;  // seed: a manager that cannot be created -> no shards
     shards_ = static_cast<Shard*>(mem);
-    for (std::size_t i = 0; i < options.shards; ++i) ::new (&shards_[i]) Shard(static_cast<std::uint32_t>(i));
-    count_ = options.shards;
-    available_.store(count_, std::memory_order_relaxed);
-    id_ = detail::register_manager(this);
-  }
-  ThreadShards(const ThreadShards&) = delete;
-  ThreadShards& operator=(const ThreadShards&) = delete;
-  ~ThreadShards() {
-    if (shards_ == nullptr) return;
-    detail::unregister_manager(id_);
-    for (std::size_t i = 0; i < count_; ++i) {
-      for (SlabHeader* s = shards_[i].slabs; s != nullptr;) {
-        SlabHeader* next = s->next_slab;
-        slabs_.release(s);
-        s = next;
-      }
-      shards_[i].~Shard();
+    for (std::size_t i = 0; i < n; ++i) {
+      Shard* s = ::new (&shards_[i]) Shard(static_cast<std::uint32_t>(i));
+      for (unsigned c = 0; c < Classes::count; ++c) s->mag[c].cap = cap_[c];
     }
-    slabs_.backing().free(shards_, count_ * sizeof(Shard), alignof(Shard));
+    count_ = n;
+    available_.store(n, std::memory_order_relaxed);
+    id_ = detail::register_host(this);
+  }
+  ShardLayer(const ShardLayer&) = delete;
+  ShardLayer& operator=(const ShardLayer&) = delete;
+  ~ShardLayer() {
+    shutdown();
+    if (shards_ == nullptr) return;
+    for (std::size_t i = 0; i < count_; ++i) shards_[i].~Shard();
+    backing_.free(shards_, count_ * sizeof(Shard), alignof(Shard));
+  }
+
+  // Before the handle counts its leaks: every retired block is freed (pinned
+  // readers or not: nothing may outlive the handle), every thread's binding is
+  // dropped, its remote batches published and its magazines emptied.
+  void shutdown() noexcept {
+    if (down_) return;
+    down_ = true;
+    if constexpr (Features.epochs) {
+      if constexpr (checked) {
+        if (epochs_.pinned_count() != 0)
+          report_misuse(Misuse::bad_request, "handle destroyed while a reader is pinned in its epoch", nullptr, 0, 0);
+      }
+    }
+    detail::unregister_host(
+        id_, [](void* self, void* state) { static_cast<ShardLayer*>(self)->drop(static_cast<Binding*>(state)); },
+        this);
+    if constexpr (Features.epochs) bags_.reclaim_all();
+    for (std::size_t i = 0; i < count_; ++i) collect_shard(shards_[i], /*everything=*/true);
   }
 
   bool running() const noexcept { return count_ != 0; }
   std::size_t shard_count() const noexcept { return count_; }
 
-  // ---- The fast path ---------------------------------------------------------
-  // This thread's shard, from the thread-local cache; then a pop from the
-  // class's owner-only free list. nullptr means "not here": the caller goes
-  // on to the buckets.
-  SYDRA_FAST_PATH void* alloc(unsigned cls) noexcept {
-    Shard* s = local_shard();
-    if (SYDRA_UNLIKELY(s == nullptr)) return nullptr;
-    Local& c = s->local[cls];
-    FreeNode* n = c.free;
-    if (SYDRA_UNLIKELY(n == nullptr)) return alloc_refill(*s, cls);
-    c.free = load_next(n);
-    c.allocations.bump();
-    track::on_hand_out(n, size_classes[cls]);
-    return n;
+  // ---- The fast path -----------------------------------------------------------
+  // This thread's shard from its thread-local entry, then a pop from the
+  // class's magazine. No call on the way: a miss (no shard bound here, or an
+  // empty magazine) returns nullptr and the caller's slow path takes over.
+  SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
+    const detail::ThreadEntry& e = entry();
+    auto* s = static_cast<Shard*>(e.hot);
+    if (SYDRA_UNLIKELY(e.id != id_ || s == nullptr)) return nullptr;
+    MagState& m = s->mag[cls];
+    const std::uint64_t w = m.word.load(std::memory_order_relaxed);
+    const auto n = static_cast<std::uint32_t>(w & count_mask);
+    if (SYDRA_UNLIKELY(n == 0)) return nullptr;
+    void* p = s->slots[cls][n - 1];
+    m.word.store(w + count_mask, std::memory_order_relaxed);  // count - 1, allocations + 1
+    track::on_hand_out(p, Classes::sizes[cls]);
+    return p;
   }
 
-  // This thread's shard owns the block: push it back on its own list. A
-  // bucket slab's owner is a Bucket, never equal to a Shard, so no kind check
-  // is needed first. `cls` is the block's class (the handle has checked it, or
-  // trusts the sized free).
-  SYDRA_FAST_PATH bool try_free_local(SlabHeader* slab, void* mem, unsigned cls) noexcept {
-    const detail::ShardCache& tc = detail::shard_cache;
-    if (SYDRA_UNLIKELY(slab->owner != tc.shard || tc.manager_id != id_)) return false;
-    auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, size_classes[cls]);
-    free_local(*static_cast<Shard*>(slab->owner), cls, n);
+  // The owner's free of its own block, onto a magazine with room. False
+  // (nothing done) for anything else.
+  SYDRA_FAST_PATH bool free_fast(SlabMeta* slab, void* p) noexcept {
+    const detail::ThreadEntry& e = entry();
+    auto* owner = static_cast<Shard*>(slab->owner);
+    if (SYDRA_UNLIKELY(e.id != id_ || e.hot != owner)) return false;
+    const unsigned cls = slab->size_class;
+    MagState& m = owner->mag[cls];
+    const std::uint64_t w = m.word.load(std::memory_order_relaxed);
+    const auto n = static_cast<std::uint32_t>(w & count_mask);
+    if (SYDRA_UNLIKELY(n >= m.cap)) return false;
+    track::on_take_back(p, Classes::sizes[cls]);
+    owner->slots[cls][n] = p;
+    m.word.store(w + 1, std::memory_order_relaxed);
+    m.frees.bump();
     return true;
   }
+  // ---- End of the fast path ----------------------------------------------------
 
-  // A block of one of our slabs. The owner pushes it back on its own list;
-  // anyone else defers it onto the owner's lock-free stack.
-  SYDRA_FAST_PATH void free(SlabHeader* slab, void* mem, unsigned cls) noexcept {
-    if (try_free_local(slab, mem, cls)) return;
-    auto* n = static_cast<FreeNode*>(mem);
-    track::on_take_back(n, size_classes[cls]);
-    free_not_cached(*static_cast<Shard*>(slab->owner), cls, n);
+  // The whole of an allocation: the fast path, then binding a shard, refilling
+  // the magazine. nullptr: no shard for this thread, or out of memory.
+  SYDRA_SLOW_PATH void* alloc(unsigned cls) noexcept {
+    if (void* p = alloc_fast(cls)) return p;
+    const detail::ThreadEntry& e = entry();
+    auto* s = static_cast<Shard*>(e.hot);
+    if (e.id != id_ || s == nullptr) return alloc_unbound(cls, e.id == id_);
+    return alloc_refill(*s, cls);
   }
-  // ---- End of the fast path --------------------------------------------------
 
-  // ---- Epochs ----------------------------------------------------------------
-  std::optional<std::uint64_t> enter_epoch() noexcept {
+  // The whole of a free of one of this layer's blocks: the owner's magazine
+  // (spilling half to the slabs when full), or a deferral to the owner.
+  SYDRA_SLOW_PATH void free(SlabMeta* slab, void* p) noexcept {
+    if (free_fast(slab, p)) return;
+    const unsigned cls = slab->size_class;
+    track::on_take_back(p, Classes::sizes[cls]);
+    free_slow(*static_cast<Shard*>(slab->owner), cls, p);
+  }
+
+  // ---- Epochs --------------------------------------------------------------------
+  std::optional<std::uint64_t> enter_epoch() noexcept
+    requires(Features.epochs)
+  {
     EpochDomain::Slot* slot = local_slot();
     if (slot == nullptr) return std::nullopt;
     return epochs_.pin(*slot);
   }
-  void leave_epoch(std::uint64_t observed) noexcept {
+  void leave_epoch(std::uint64_t observed) noexcept
+    requires(Features.epochs)
+  {
     EpochDomain::Slot* slot = local_slot();
     if (slot == nullptr) return;
     if constexpr (checked) {
@@ -128,124 +212,224 @@ class ThreadShards final : detail::ShardManagerBase {
     if (!epochs_.unpin(*slot) && checked)
       report_misuse(Misuse::bad_request, "leave_epoch without enter_epoch", nullptr, 0, observed);
   }
-  std::optional<std::uint64_t> advance_epoch() noexcept {
+  std::optional<std::uint64_t> advance_epoch() noexcept
+    requires(Features.epochs)
+  {
     if (!running()) return std::nullopt;
     return epochs_.advance();
   }
-  std::uint64_t current_epoch() const noexcept { return epochs_.current(); }
-  std::uint64_t min_pinned() const noexcept { return epochs_.min_pinned(); }
-
-  // Moves every deferred block that the epoch invariant allows onto its
-  // shard's ready list. Safe from any thread; returns the blocks moved. The
-  // caller advances the epoch (collect_garbage does, once per call).
-  std::size_t collect() noexcept {
-    if (!running()) return 0;
-    std::size_t moved = 0;
-    for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned cls = 0; cls < class_count; ++cls) moved += collect_class(shards_[i], cls);
-    return moved;
+  std::uint64_t current_epoch() const noexcept
+    requires(Features.epochs)
+  {
+    return epochs_.current();
   }
 
-  void collect_stats(Stats& out) const noexcept {
+  // Defers a free until no reader pinned at or before now is still pinned.
+  // False only when no retire bag could be allocated: the block is untouched.
+  bool retire(void* mem, std::size_t len, std::size_t align) noexcept
+    requires(Features.epochs)
+  {
+    Binding* b = binding();
+    if (b == nullptr) return false;
+    if (!bags_.retire(b->bag, mem, len, align)) return false;
+    b->retired.bump();
+    return true;
+  }
+
+  // Reclaims what the epoch invariant allows: the caller's open retire bag is
+  // sealed, the epoch advanced once, sealed bags freed, every shard's deferred
+  // stack sorted into ready blocks, and the caller's own batches published.
+  // Safe from any thread. Returns the blocks made reusable.
+  std::size_t collect() noexcept {
+    if (!running()) return 0;
+    std::size_t n = 0;
+    if (Binding* b = binding()) {
+      if (b->shard != nullptr) publish_all(*b->shard);
+      if constexpr (Features.epochs) bags_.seal(b->bag);
+    }
+    if constexpr (Features.epochs) {
+      epochs_.advance();
+      n += bags_.collect();
+    }
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(shards_[i], c);
+    return n;
+  }
+
+  // For trim(): the caller's shard, and every shard no thread owns, give
+  // their free blocks back to their slabs, so that empty slabs reach the pool.
+  void drain() noexcept {
+    if (!running()) return;
+    if (Binding* b = binding(); b != nullptr && b->shard != nullptr) empty_shard(*b->shard);
+    for (std::size_t i = 0; i < count_; ++i) {
+      Shard& s = shards_[i];
+      std::uint64_t expected = 0;
+      if (s.owner_thread.load(std::memory_order_relaxed) != 0 ||
+          !s.owner_thread.compare_exchange_strong(expected, detail::thread_token(), std::memory_order_acquire))
+        continue;
+      empty_shard(s);
+      s.owner_thread.store(0, std::memory_order_release);
+    }
+  }
+
+  void collect_stats(Stats& out) noexcept
+    requires(Features.stats)
+  {
     out.has_shards = running();
     ShardSummary& sum = out.shards;
     sum.shard_count = count_;
-    sum.alloc_misses = misses_.get();
-    sum.current_epoch = epochs_.current();
-    const std::uint64_t m = epochs_.min_pinned();
-    sum.min_pinned_epoch = m == EpochDomain::nobody_pinned ? 0 : m;
-    sum.pinned_threads = epochs_.pinned_count();
-    sum.shards.clear();
-    try {
-      sum.shards.resize(count_);
-    } catch (...) {
-      return;  // a snapshot without the per-shard table is still consistent
+    if constexpr (Features.epochs) {
+      sum.current_epoch = epochs_.current();
+      const std::uint64_t m = epochs_.min_pinned();
+      sum.min_pinned_epoch = m == EpochDomain::nobody_pinned ? 0 : m;
+      sum.pinned_threads = epochs_.pinned_count();
+      const std::uint64_t reclaimed = bags_.reclaimed_blocks();  // removals first
+      sum.retired = retired_total();
+      sum.retired_pending = sum.retired > reclaimed ? sum.retired - reclaimed : 0;
     }
-    for (std::size_t i = 0; i < count_; ++i) {
-      const Shard& s = shards_[i];
+    try {
+      sum.shards.assign(count_, ShardStats{});
+    } catch (...) {
+      sum.shards.clear();
+    }
+    const Totals t = totals();
+    sum.in_transit = t.in_transit;
+    for (std::size_t i = 0; i < count_ && i < sum.shards.size(); ++i) {
+      Shard& s = shards_[i];
       ShardStats& st = sum.shards[i];
       st.index = s.index;
       st.owned = s.owner_thread.load(std::memory_order_relaxed) != 0;
-      for (unsigned cls = 0; cls < class_count; ++cls) {
-        ShardClassStats& c = st.classes[cls];
-        // Removals are read before additions (acquire), so in_use is never negative.
-        c.reclaimed = s.remote[cls].reclaimed.get();
-        c.deferred = s.remote[cls].deferred_count.get();
-        const std::uint64_t frees = s.local[cls].frees.get();
-        c.allocations = s.local[cls].allocations.get();
-        c.size = size_classes[cls];
-        c.in_use = c.allocations - frees - c.deferred;
-        st.alloc_hits += c.allocations;
-        st.backlog += c.deferred - c.reclaimed;
-        sum.deferred_total += c.deferred;
-        sum.reclaimed_total += c.reclaimed;
+      try {
+        st.classes.resize(Classes::count);
+      } catch (...) {
+        continue;
       }
+      std::uint64_t slabs = 0;
+      for (unsigned c = 0; c < Classes::count; ++c) {
+        ShardClassStats& k = st.classes[c];
+        const PerClass& pc = t.of(i, c);
+        k.size = Classes::sizes[c];
+        k.allocations = pc.allocs;
+        k.frees = pc.frees;
+        k.deferred = pc.deferred;
+        k.reclaimed = pc.reclaimed;
+        k.in_use = pc.in_use();
+        k.cached = pc.cached;
+        k.slabs = s.slab_count[c].load(std::memory_order_relaxed);
+        slabs += k.slabs;
+        st.alloc_hits += k.allocations;
+        st.backlog += k.deferred > k.reclaimed ? k.deferred - k.reclaimed : 0;
+        sum.deferred_total += k.deferred;
+        sum.reclaimed_total += k.reclaimed;
+      }
+      st.reserved_bytes = slabs * slab_bytes;
       sum.alloc_hits += st.alloc_hits;
       sum.backlog += st.backlog;
     }
   }
 
-  LeakReport live() const noexcept {
+  LeakReport live() noexcept
+    requires(Features.stats)
+  {
+    const Totals t = totals();
     LeakReport r;
-    for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned cls = 0; cls < class_count; ++cls) {
-        const Shard& s = shards_[i];
-        // Removals first, then additions (acquire), as in collect_stats: never negative.
-        const std::uint64_t deferred = s.remote[cls].deferred_count.get();
-        const std::uint64_t frees = s.local[cls].frees.get();
-        const std::uint64_t n = s.local[cls].allocations.get() - frees - deferred;
-        r.blocks += n;
-        r.bytes += n * size_classes[cls];
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      std::uint64_t in = 0, out = t.transit_of(c);
+      for (std::size_t i = 0; i < count_; ++i) {
+        const PerClass& pc = t.of(i, c);
+        in += pc.allocs;
+        out += pc.frees + pc.deferred;
       }
+      r += LeakReport::difference(in, out, in * Classes::sizes[c], out * Classes::sizes[c]);
+    }
     return r;
   }
 
  private:
-  struct Local {  // owner-only
-    FreeNode* free = nullptr;
-    char* bump = nullptr;
-    char* bump_end = nullptr;
-    Counter<true> allocations, frees;  // always kept: leak reports need them
+  static constexpr std::uint64_t count_mask = 0xffff;
+
+  struct MagState {  // a magazine's counts: owner-written, read by snapshots
+    std::atomic<std::uint64_t> word{0};  // low 16 bits: blocks held; high 48: allocations
+    Counter<> frees;                     // the owner's frees of this shard's blocks
+    std::uint32_t cap = 0;
   };
-  struct alignas(64) Remote {  // pushed by any thread
+  struct alignas(64) Inbox {  // pushed by any thread
     std::atomic<FreeNode*> deferred{nullptr};
     std::atomic<FreeNode*> ready{nullptr};
-    Counter<true> deferred_count, reclaimed;
+    Counter<> deferred_count;  // blocks published to this class, counted before they are pushed
+    Counter<> reclaimed;       // of those, found reclaimable by a collector
   };
   struct alignas(64) Shard {
     explicit Shard(std::uint32_t i) noexcept : index(i) {}
-    std::atomic<std::uint64_t> owner_thread{0};  // 0: free to take
+    std::array<MagState, Classes::count> mag{};
+    std::array<std::array<void*, max_magazine>, Classes::count> slots;  // the magazines' blocks, owner only
+    std::array<ClassSlabs, Classes::count> slabs{};
+    std::array<std::atomic<std::uint64_t>, Classes::count> slab_count{};
+    RemoteCache remote;
+    std::array<Counter<>, Classes::count> remote_out{};  // the owner's frees of other shards' blocks
+    std::array<Counter<>, Classes::count> published{};   // of those, published to their owners
     std::uint32_t index;
-    SlabHeader* slabs = nullptr;  // owner-only (or teardown)
-    std::array<Local, class_count> local{};
-    std::array<Remote, class_count> remote{};
+    alignas(64) std::atomic<std::uint64_t> owner_thread{0};  // 0: free to take
+    std::array<Inbox, Classes::count> inbox{};
   };
+  struct Binding {
+    Shard* shard = nullptr;
+    EpochDomain::Slot* slot = nullptr;
+    RetireBags::Bag* bag = nullptr;
+    Counter<> retired;
+  };
+  static_assert(sizeof(Binding) == binding_bytes);
 
-  SYDRA_FAST_PATH Shard* local_shard() noexcept {
-    const detail::ShardCache& tc = detail::shard_cache;
-    if (SYDRA_LIKELY(tc.manager_id == id_ && tc.shard != nullptr)) return static_cast<Shard*>(tc.shard);
-    return bind_shard();
+  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
+    return detail::thread_cache.entries[id_ % detail::ThreadCache::ways];
+  }
+  Binding* binding() noexcept {
+    detail::ThreadEntry* e = detail::thread_entry(id_, this);
+    return e != nullptr ? static_cast<Binding*>(e->state) : nullptr;
   }
 
-  // First allocation of this thread, or a thread without a shard: bind, try
-  // to take a free shard, and count a miss if there is none.
-  SYDRA_SLOW_PATH Shard* bind_shard() noexcept {
-    if (!running()) return nullptr;
-    detail::ThreadBinding* b = detail::bind_thread(id_, this);
-    if (b == nullptr) {
-      misses_.add();
-      return nullptr;
+  // ---- thread bindings -----------------------------------------------------------
+  void* make_thread_state() noexcept override {
+    void* mem = backing_.alloc(sizeof(Binding), alignof(Binding));
+    return mem != nullptr ? ::new (mem) Binding{} : nullptr;
+  }
+  void* hot_of(void* state) noexcept override { return static_cast<Binding*>(state)->shard; }
+  void on_thread_exit(void* state) noexcept override { drop(static_cast<Binding*>(state)); }
+
+  // A thread leaves (exit, or the layer's shutdown): its shard is emptied and
+  // released with its deferred stacks intact, its epoch slot released, its
+  // retire bag sealed.
+  void drop(Binding* b) noexcept {
+    if (b->shard != nullptr) {
+      empty_shard(*b->shard);
+      b->shard->owner_thread.store(0, std::memory_order_release);
+      available_.fetch_add(1, std::memory_order_relaxed);
     }
-    if (b->shard == nullptr && available_.load(std::memory_order_relaxed) > 0) b->shard = try_take_shard();
-    detail::ShardCache& tc = detail::shard_cache;
-    tc.manager_id = id_;
-    tc.shard = b->shard;
-    tc.epoch_slot = b->epoch_slot;
-    if (b->shard == nullptr) misses_.add();
-    return static_cast<Shard*>(b->shard);
+    if constexpr (Features.epochs) {
+      if (b->slot != nullptr) epochs_.release_slot(b->slot);
+      bags_.seal(b->bag);
+      departed_retired_.fetch_add(b->retired.get(), std::memory_order_acq_rel);
+    }
+    b->~Binding();
+    backing_.free(b, sizeof(Binding), alignof(Binding));
+  }
+
+  // No shard in this thread's entry: bind, and take a shard if one is free.
+  SYDRA_SLOW_PATH void* alloc_unbound(unsigned cls, bool bound) noexcept {
+    if (!running() || (bound && available_.load(std::memory_order_relaxed) == 0)) return nullptr;
+    detail::ThreadEntry* e = detail::thread_entry(id_, this);
+    if (e == nullptr) return nullptr;
+    auto* b = static_cast<Binding*>(e->state);
+    if (b->shard == nullptr) {
+      b->shard = try_take_shard();
+      e->hot = b->shard;
+      if (b->shard == nullptr) return nullptr;
+    }
+    return alloc(cls);
   }
 
   Shard* try_take_shard() noexcept {
+    if (available_.load(std::memory_order_relaxed) == 0) return nullptr;
     const std::uint64_t me = detail::thread_token();
     const std::size_t start = next_.fetch_add(1, std::memory_order_relaxed) % count_;
     for (std::size_t i = 0; i < count_; ++i) {
@@ -260,128 +444,183 @@ class ThreadShards final : detail::ShardManagerBase {
     return nullptr;
   }
 
-  EpochDomain::Slot* local_slot() noexcept {
-    detail::ShardCache& tc = detail::shard_cache;
-    if (SYDRA_LIKELY(tc.manager_id == id_ && tc.epoch_slot != nullptr))
-      return static_cast<EpochDomain::Slot*>(tc.epoch_slot);
+  EpochDomain::Slot* local_slot() noexcept
+    requires(Features.epochs)
+  {
     if (!running()) return nullptr;
-    detail::ThreadBinding* b = detail::bind_thread(id_, this);
+    Binding* b = binding();
     if (b == nullptr) return nullptr;
-    if (b->epoch_slot == nullptr) b->epoch_slot = epochs_.claim_slot();
-    tc.manager_id = id_;
-    tc.shard = b->shard;
-    tc.epoch_slot = b->epoch_slot;
-    return static_cast<EpochDomain::Slot*>(b->epoch_slot);
+    if (b->slot == nullptr) b->slot = epochs_.claim_slot();
+    return b->slot;
   }
 
-  void on_thread_exit(void* shard, void* slot) noexcept override {
-    if (slot != nullptr) epochs_.release_slot(static_cast<EpochDomain::Slot*>(slot));
-    if (shard != nullptr) {
-      static_cast<Shard*>(shard)->owner_thread.store(0, std::memory_order_release);
-      available_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-
-  SYDRA_FAST_PATH static void free_local(Shard& owner, unsigned cls, FreeNode* n) noexcept {
-    Local& c = owner.local[cls];
-    store_next(n, c.free);
-    c.free = n;
-    c.frees.bump();
-  }
-
-  // The cache names another handle's shard (or none): this thread may still
-  // own the block's shard, in which case the free is local after all.
-  SYDRA_SLOW_PATH void free_not_cached(Shard& owner, unsigned cls, FreeNode* n) noexcept {
-    if (owner.owner_thread.load(std::memory_order_relaxed) == detail::thread_token()) return free_local(owner, cls, n);
-    defer(owner, cls, n);
-  }
-
-  void defer(Shard& owner, unsigned cls, FreeNode* n) noexcept {
-    Remote& r = owner.remote[cls];
-    // Counted before it is published: once pushed, a collector may count it
-    // reclaimed, and reclaimed must never run ahead of deferred.
-    r.deferred_count.add();
-    const std::uint64_t stamp = epochs_.current();
-    FreeNode* head = r.deferred.load(std::memory_order_relaxed);
-    do {
-      store_link(n, head, stamp);
-    } while (!r.deferred.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed));
-  }
-
-  // The owner's list ran dry: take what collectors made ready, else collect
-  // this class now, else carve, else take a new slab.
+  // ---- the owner's slow paths ----------------------------------------------------
+  // The magazine ran dry: ready blocks first, then this class's deferred
+  // stack, then the slabs (half a magazine at a time).
   SYDRA_SLOW_PATH void* alloc_refill(Shard& s, unsigned cls) noexcept {
-    Local& c = s.local[cls];
-    Remote& r = s.remote[cls];
-    FreeNode* list = r.ready.exchange(nullptr, std::memory_order_acquire);
-    if (list == nullptr && r.deferred.load(std::memory_order_relaxed) != nullptr && collect_class(s, cls) != 0)
-      list = r.ready.exchange(nullptr, std::memory_order_acquire);
-    FreeNode* n = list;
-    if (n != nullptr) {
-      c.free = load_next(n);
-    } else {
-      if (c.bump == c.bump_end) {
-        SlabHeader* slab = slabs_.acquire(SlabKind::shard, cls, &s);
-        if (slab == nullptr) return nullptr;
-        slab->next_slab = s.slabs;
-        s.slabs = slab;
-        c.bump = slab->first_block();
-        c.bump_end = slab->end();
-      }
-      n = reinterpret_cast<FreeNode*>(c.bump);
-      c.bump += size_classes[cls];
+    publish_all(s);
+    MagState& m = s.mag[cls];
+    if (take_ready(s, cls) == 0 && s.inbox[cls].deferred.load(std::memory_order_relaxed) != nullptr) {
+      collect_class(s, cls);
+      take_ready(s, cls);
     }
-    c.allocations.bump();
-    track::on_hand_out(n, size_classes[cls]);
-    return n;
+    std::uint64_t w = m.word.load(std::memory_order_relaxed);
+    if ((w & count_mask) == 0) {
+      const unsigned n = s.slabs[cls].take(pool_, identity(s, cls), batch_[cls], s.slots[cls].data());
+      note_slabs(s, cls);
+      if (n == 0) return nullptr;  // out of memory: the handle tries the buckets, then the fallback
+      w += n;
+    }
+    const auto n = static_cast<std::uint32_t>(w & count_mask);
+    void* p = s.slots[cls][n - 1];
+    m.word.store(w + count_mask, std::memory_order_relaxed);
+    track::on_hand_out(p, Classes::sizes[cls]);
+    return p;
   }
 
-  // Takes the whole deferred stack, moves reclaimable blocks to `ready` and
-  // pushes the rest back. Any thread may run it: taking whole lists with
-  // exchange and pushing with CAS never races on a node.
-  //
-  // The minimum pinned epoch is read only after the list is taken. The
-  // exchange synchronises with every push in it, and each push read its
-  // stamp after the block was unlinked, so any reader pinned before that
-  // unlink is visible to this scan. Read before the exchange, a reader that
-  // pinned in between would be missed and its block handed out under it.
-  std::size_t collect_class(Shard& s, unsigned cls) noexcept {
-    Remote& r = s.remote[cls];
-    FreeNode* all = r.deferred.exchange(nullptr, std::memory_order_acquire);
-    if (all == nullptr) return 0;
-    const std::uint64_t safe_below = epochs_.min_pinned();
-    FreeNode *ready_head = nullptr, *ready_tail = nullptr, *keep_head = nullptr, *keep_tail = nullptr;
-    std::size_t moved = 0;
-    for (FreeNode* n = all; n != nullptr;) {
+  // Moves the ready list into the magazine (the rest to the slabs).
+  unsigned take_ready(Shard& s, unsigned cls) noexcept {
+    FreeNode* n = s.inbox[cls].ready.exchange(nullptr, std::memory_order_acquire);
+    if (n == nullptr) return 0;
+    MagState& m = s.mag[cls];
+    std::uint64_t w = m.word.load(std::memory_order_relaxed);
+    unsigned moved = 0;
+    while (n != nullptr) {
       FreeNode* next = load_next(n);
-      const std::uint64_t stamp = load_epoch(n);
-      if (EpochDomain::reclaimable(stamp, safe_below)) {
-        if constexpr (checked) junk_fill(n, size_classes[cls]);
-        store_link(n, ready_head, stamp);
-        ready_head = n;
-        if (ready_tail == nullptr) ready_tail = n;
-        ++moved;
+      if ((w & count_mask) < m.cap) {
+        s.slots[cls][w & count_mask] = n;
+        ++w;
       } else {
-        store_link(n, keep_head, stamp);
-        keep_head = n;
-        if (keep_tail == nullptr) keep_tail = n;
+        s.slabs[cls].give(pool_, Pagemap::lookup(n), n);
       }
+      ++moved;
       n = next;
     }
-    if (ready_head != nullptr) {
-      push_chain(r.ready, ready_head, ready_tail);
-      r.reclaimed.add(moved);
-    }
-    if (keep_head != nullptr) push_chain(r.deferred, keep_head, keep_tail);
+    m.word.store(w, std::memory_order_relaxed);
+    note_slabs(s, cls);
     return moved;
+  }
+
+  // Not the owner's fast case: the magazine is full, or the block belongs to
+  // another shard, or this thread's entry was evicted by another handle.
+  SYDRA_SLOW_PATH void free_slow(Shard& owner, unsigned cls, void* p) noexcept {
+    Binding* b = binding();
+    Shard* mine = b != nullptr ? b->shard : nullptr;
+    if (mine == &owner) {
+      MagState& m = owner.mag[cls];
+      if ((m.word.load(std::memory_order_relaxed) & count_mask) >= m.cap) spill(owner, cls, batch_[cls]);
+      const std::uint64_t w = m.word.load(std::memory_order_relaxed);
+      owner.slots[cls][w & count_mask] = p;
+      m.word.store(w + 1, std::memory_order_relaxed);
+      m.frees.bump();
+      return;
+    }
+    if (mine != nullptr) {  // batched with this thread's other frees to that shard
+      mine->remote_out[cls].bump();  // before the add: a publish may follow at once
+      mine->remote.add(&owner, owner.index, cls, p, batch_[cls],
+                       [this, mine](RemoteCache::Batch& batch) { publish(*mine, batch); });
+      return;
+    }
+    // No shard here: one block, published at once.
+    publish_chain(owner, cls, static_cast<FreeNode*>(p), static_cast<FreeNode*>(p), 1);
+  }
+
+  // Gives `n` blocks from the top of a magazine back to their slabs.
+  void spill(Shard& s, unsigned cls, std::uint32_t n) noexcept {
+    MagState& m = s.mag[cls];
+    std::uint64_t w = m.word.load(std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < n && (w & count_mask) != 0; ++i) {
+      void* q = s.slots[cls][(w & count_mask) - 1];
+      --w;
+      s.slabs[cls].give(pool_, Pagemap::lookup(q), q);
+    }
+    m.word.store(w, std::memory_order_relaxed);
+    note_slabs(s, cls);
+  }
+
+  // Everything the shard holds free goes back to its slabs: magazines,
+  // ready blocks, reclaimable deferred blocks; its own batches are published.
+  void empty_shard(Shard& s) noexcept {
+    publish_all(s);
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      collect_class(s, c);
+      take_ready(s, c);
+      spill(s, c, max_magazine);
+    }
+  }
+
+  void publish_all(Shard& s) noexcept {
+    s.remote.flush([this, &s](RemoteCache::Batch& batch) { publish(s, batch); });
+  }
+  void publish(Shard& from, RemoteCache::Batch& batch) noexcept {
+    from.published[batch.cls].bump(batch.count);  // before the destination counts it: see totals()
+    publish_chain(*static_cast<Shard*>(batch.dest), batch.cls, batch.head, batch.tail, batch.count);
+  }
+  void publish_chain(Shard& dest, unsigned cls, FreeNode* head, FreeNode* tail, std::uint32_t count) noexcept {
+    Inbox& in = dest.inbox[cls];
+    // Counted before it is published: once pushed, a collector may count it
+    // reclaimed, and reclaimed must never run ahead of deferred.
+    in.deferred_count.add(count);
+    std::uint64_t stamp = 1;
+    if constexpr (Features.epochs) stamp = epochs_.current();
+    store_link(head, head == tail ? nullptr : load_next(head), stamp);
+    push_chain(in.deferred, head, tail);
   }
 
   static void push_chain(std::atomic<FreeNode*>& stack, FreeNode* head, FreeNode* tail) noexcept {
     FreeNode* old = stack.load(std::memory_order_relaxed);
-    const std::uint64_t tail_stamp = load_epoch(tail);
     do {
-      store_link(tail, old, tail_stamp);
+      store_next(tail, old);
     } while (!stack.compare_exchange_weak(old, head, std::memory_order_release, std::memory_order_relaxed));
+  }
+
+  // Takes a class's whole deferred stack, moves the batches that no pinned
+  // reader can still see to `ready`, and pushes the rest back in order. Any
+  // thread may run it.
+  //
+  // The minimum pinned epoch is read only after the stack is taken. The
+  // exchange synchronises with every push in it, and each push read its stamp
+  // after its blocks were freed, so any reader pinned before that is visible
+  // to this scan. Read before the exchange, a reader that pinned in between
+  // would be missed and its block handed out under it.
+  std::size_t collect_class(Shard& s, unsigned cls, bool everything = false) noexcept {
+    Inbox& in = s.inbox[cls];
+    FreeNode* all = in.deferred.exchange(nullptr, std::memory_order_acquire);
+    if (all == nullptr) return 0;
+    std::uint64_t safe_below = EpochDomain::nobody_pinned;
+    if constexpr (Features.epochs) {
+      if (!everything) safe_below = epochs_.min_pinned();
+    }
+    FreeNode *ready_head = nullptr, *ready_tail = nullptr, *keep_head = nullptr, *keep_tail = nullptr;
+    std::size_t moved = 0;
+    bool reclaim = false;
+    for (FreeNode* n = all; n != nullptr;) {
+      FreeNode* next = load_next(n);
+      const std::uint64_t stamp = load_epoch(n);
+      if (stamp != 0) reclaim = EpochDomain::reclaimable(stamp, safe_below);  // a batch's first block
+      FreeNode*& head = reclaim ? ready_head : keep_head;
+      FreeNode*& tail = reclaim ? ready_tail : keep_tail;
+      if (reclaim) {
+        if constexpr (checked) junk_fill(n, Classes::sizes[cls]);
+        ++moved;
+      }
+      if (tail != nullptr) store_next(tail, n);
+      else head = n;
+      tail = n;
+      n = next;
+    }
+    if (ready_head != nullptr) {
+      store_next(ready_tail, nullptr);
+      push_chain(in.ready, ready_head, ready_tail);
+      in.reclaimed.add(moved);
+    }
+    if (keep_head != nullptr) push_chain(in.deferred, keep_head, keep_tail);
+    return moved;
+  }
+  std::size_t collect_shard(Shard& s, bool everything) noexcept {
+    std::size_t n = 0;
+    for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(s, c, everything);
+    return n;
   }
 
   // Checked builds: overwrite a reclaimed block (past its link) so that a
@@ -393,14 +632,97 @@ class ThreadShards final : detail::ShardManagerBase {
     track::link_access_end(n, size);
   }
 
-  SlabSource& slabs_;
+  ClassSlabs::Identity identity(Shard& s, unsigned cls) noexcept {
+    return {SlabKind::shard, &s, cls, Classes::sizes[cls]};
+  }
+  void note_slabs(Shard& s, unsigned cls) noexcept {
+    s.slab_count[cls].store(s.slabs[cls].slabs(), std::memory_order_relaxed);
+  }
+
+  // ---- counting ---------------------------------------------------------------------
+  struct PerClass {
+    std::uint64_t allocs = 0, frees = 0, deferred = 0, reclaimed = 0, cached = 0;
+    std::uint64_t in_use() const noexcept { return allocs > frees + deferred ? allocs - frees - deferred : 0; }
+  };
+  struct Totals {
+    std::vector<PerClass> per;  // count_ x classes
+    std::array<std::uint64_t, Classes::count> transit{};
+    std::uint64_t in_transit = 0;
+    const PerClass& of(std::size_t shard, unsigned cls) const noexcept { return per[shard * Classes::count + cls]; }
+    std::uint64_t transit_of(unsigned cls) const noexcept { return transit[cls]; }
+  };
+  // Removals before additions, in one order for every shard: deferred (the
+  // destination's count, bumped after the sender's `published`), published,
+  // remote frees, local frees, then allocations. So no free is seen twice, and
+  // no free is seen without the allocation before it: in-use counts never go
+  // below zero.
+  Totals totals() const noexcept {
+    Totals t;
+    try {
+      t.per.resize(count_ * Classes::count);
+    } catch (...) {
+      return t;
+    }
+    std::array<std::uint64_t, Classes::count> published{}, remote{};
+    for (std::size_t i = 0; i < count_; ++i)  // reclaimed before deferred: never ahead of it
+      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].reclaimed = shards_[i].inbox[c].reclaimed.get();
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].deferred = shards_[i].inbox[c].deferred_count.get();
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) published[c] += shards_[i].published[c].get();
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) remote[c] += shards_[i].remote_out[c].get();
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].frees = shards_[i].mag[c].frees.get();
+    for (std::size_t i = 0; i < count_; ++i)
+      for (unsigned c = 0; c < Classes::count; ++c) {
+        const std::uint64_t w = shards_[i].mag[c].word.load(std::memory_order_acquire);
+        t.per[i * Classes::count + c].allocs = w >> 16;
+        t.per[i * Classes::count + c].cached = w & count_mask;
+      }
+    for (unsigned c = 0; c < Classes::count; ++c) {
+      t.transit[c] = remote[c] > published[c] ? remote[c] - published[c] : 0;
+      t.in_transit += t.transit[c];
+    }
+    return t;
+  }
+
+  std::uint64_t retired_total() const noexcept {
+    struct Sum {
+      const ShardLayer* self;
+      std::uint64_t n;
+    } sum{this, 0};
+    detail::for_each_thread_state(
+        id_, 1, [](void* c, unsigned, void* state) { static_cast<Sum*>(c)->n += static_cast<Binding*>(state)->retired.get(); },
+        &sum,
+        [](void* c, unsigned) {  // under the same lock as the bindings: an exit moves its count here
+          auto* x = static_cast<Sum*>(c);
+          x->n = x->self->departed_retired_.load(std::memory_order_acquire);
+        });
+    return sum.n;
+  }
+
+  Pool& pool_;
+  Allocator backing_;
   Shard* shards_ = nullptr;
   std::size_t count_ = 0;
-  std::uint64_t id_ = 0;  // 0 never matches a cache: no manager
+  std::uint64_t id_ = 0;  // 0 never matches an entry: no manager
+  bool down_ = false;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> available_{0};
-  Counter<true> misses_;
-  EpochDomain epochs_;
+  std::atomic<std::uint64_t> departed_retired_{0};
+  std::array<std::uint32_t, Classes::count> cap_{};
+  std::array<std::uint32_t, Classes::count> batch_{};
+  [[no_unique_address]] std::conditional_t<Features.epochs, EpochDomain, detail::NoEpochs> epochs_;
+  [[no_unique_address]] std::conditional_t<Features.epochs, RetireBags, detail::NoBags> bags_;
+};
+
+template <ShardFeatures Features = ShardFeatures{}>
+struct ThreadShards {
+  static constexpr bool enabled = true;
+  static constexpr ShardFeatures features = Features;
+  template <class Ctx>
+  using Layer = ShardLayer<Ctx, Features>;
 };
 
 }  // namespace v1

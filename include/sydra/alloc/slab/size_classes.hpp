@@ -1,7 +1,30 @@
-// Size classes, computed at compile time (never by a program run during the
-// build) and checked by static_assert. The seed hand-wrote its bucket table
-// and generated the shard table; here both are the same generated table, so a
-// block's class never depends on which path served it.
+// Size classes: a policy's table, computed and checked at compile time (never
+// by a program run during the build).
+//
+// A policy names its table in one of two ways, or takes the seed's:
+//
+//   static constexpr sydra::alloc::SizeClassSpec classes{.min = 16, .steps_per_doubling = 4, .max = 4096};
+//   using Classes = sydra::alloc::SizeClassList<16, 32, 64, 128>;
+//
+// The seed's table, {16, 24, 32, 48, 64, 96, 128, 192, 256}, is
+// SizeClassSpec{.min = 16, .steps_per_doubling = 2, .max = 256}.
+//
+// Rules, each checked by its own static_assert:
+//   - classes strictly increase;
+//   - every class is a multiple of 8 (the pool alignment) and at least 16
+//     bytes (a freed block holds a link and an epoch stamp);
+//   - a slab (64 KiB) holds at least 8 blocks of every class, so the largest
+//     class is 8 KiB: the slab size is fixed, and a class that large already
+//     spends most of its time in the refill path;
+//   - worst-case internal waste under 50%: each class is less than twice its
+//     predecessor plus one, so a request never gets a block more than about
+//     twice its size (the first class excepted: a 1-byte request gets it);
+//   - at most 255 classes (a class index is one byte in the slab metadata).
+//
+// Alignment: slabs are 64 KiB-aligned and blocks carry no header, so block i
+// of a class of size s sits at i * s. A class serves alignment 16 only if s
+// is a multiple of 16; a 16-aligned request of a size whose class is not (24
+// in the seed's table) takes the next class that is (32).
 #pragma once
 
 #include <sydra/alloc/request.hpp>
@@ -15,58 +38,166 @@ namespace sydra::alloc {
 inline namespace v1 {
 
 inline constexpr std::size_t slab_bytes = 64 * 1024;  // seed: slab_bytes
-inline constexpr std::size_t pool_alignment = 8;      // seed: default_alignment (@sizeOf(usize))
+inline constexpr std::size_t pool_alignment = 8;      // every class is a multiple of this
+inline constexpr std::size_t max_pooled_alignment = 16;  // alignof(std::max_align_t): malloc's alignment
+inline constexpr std::size_t min_blocks_per_slab = 8;
+inline constexpr std::size_t max_class_size = slab_bytes / min_blocks_per_slab;
 
-// The spec: classes from min_class to max_class, steps_per_doubling classes
-// per power of two. {16, 2, 256} gives the seed's bucket_sizes exactly.
+// Classes from min to max, steps_per_doubling per power of two, each rounded
+// up to a multiple of the pool alignment.
 struct SizeClassSpec {
-  std::size_t min_class = 16;
+  std::size_t min = 16;
   std::size_t steps_per_doubling = 2;
-  std::size_t max_class = 256;
+  std::size_t max = 256;
 };
 
-template <SizeClassSpec Spec>
-consteval std::size_t count_classes() {
-  std::size_t n = 0;
-  for (std::size_t base = Spec.min_class; base < Spec.max_class; base *= 2) n += Spec.steps_per_doubling;
-  return n + 1;
+// An explicit table.
+template <std::uint32_t... Sizes>
+struct SizeClassList {
+  static constexpr std::array<std::uint32_t, sizeof...(Sizes)> sizes() { return {Sizes...}; }
+};
+
+namespace detail {
+// Walks the spec's classes, each rounded up to the pool alignment, skipping
+// any that rounding made equal to the one before ({16, 4, ...} gives 16, 24,
+// 32, 40, 48, ...). Calls f(size) for each; returns how many.
+template <SizeClassSpec Spec, class F>
+constexpr std::size_t walk_spec(F f) {
+  std::size_t n = 0, last = 0;
+  auto emit = [&](std::size_t s) {
+    s = (s + pool_alignment - 1) / pool_alignment * pool_alignment;
+    if (s <= last) return;
+    last = s;
+    f(n++, s);
+  };
+  for (std::size_t base = Spec.min; base < Spec.max; base *= 2)
+    for (std::size_t k = 0; k < Spec.steps_per_doubling; ++k) emit(base + k * base / Spec.steps_per_doubling);
+  emit(Spec.max);
+  return n;
 }
+template <SizeClassSpec Spec>
+consteval std::size_t count_from_spec() {
+  return walk_spec<Spec>([](std::size_t, std::size_t) {});
+}
+}  // namespace detail
 
 template <SizeClassSpec Spec>
-consteval auto make_classes() {
-  std::array<std::uint32_t, count_classes<Spec>()> out{};
-  std::size_t i = 0;
-  for (std::size_t base = Spec.min_class; base < Spec.max_class; base *= 2)
-    for (std::size_t s = 0; s < Spec.steps_per_doubling; ++s)
-      out[i++] = static_cast<std::uint32_t>(base + s * (base / Spec.steps_per_doubling));
-  out[i] = static_cast<std::uint32_t>(Spec.max_class);
-  return out;
-}
-
-inline constexpr SizeClassSpec default_spec{};
-inline constexpr auto size_classes = make_classes<default_spec>();  // seed: bucket_sizes
-inline constexpr std::size_t class_count = size_classes.size();
-inline constexpr std::size_t max_pooled_size = size_classes.back();  // seed: max_shard_size
-
-// The seed's table, spelled out, so the generator is checked against it.
-inline constexpr std::array<std::uint32_t, 9> seed_bucket_sizes{16, 24, 32, 48, 64, 96, 128, 192, 256};
-static_assert(size_classes == seed_bucket_sizes, "the generated classes must be the seed's bucket_sizes");
-
-// Size -> class without a loop: one table entry per 8-byte step.
-inline constexpr auto class_lut = [] {
-  std::array<std::uint8_t, max_pooled_size / pool_alignment + 1> lut{};
-  std::size_t cls = 0;
-  for (std::size_t step = 0; step < lut.size(); ++step) {
-    while (size_classes[cls] < step * pool_alignment) ++cls;
-    lut[step] = static_cast<std::uint8_t>(cls);
+struct SizeClassesFrom {
+  static_assert(Spec.min >= 1 && Spec.steps_per_doubling >= 1 && Spec.max >= Spec.min,
+                "SizeClassSpec: need min >= 1, steps_per_doubling >= 1 and max >= min");
+  static constexpr auto sizes() {
+    std::array<std::uint32_t, detail::count_from_spec<Spec>()> out{};
+    detail::walk_spec<Spec>([&out](std::size_t i, std::size_t s) { out[i] = static_cast<std::uint32_t>(s); });
+    return out;
   }
-  return lut;
-}();
+};
 
-// Precondition: 1 <= len <= max_pooled_size.
-SYDRA_FAST_PATH constexpr unsigned size_class_of(std::size_t len) noexcept {
-  return class_lut[(len + pool_alignment - 1) / pool_alignment];
+inline constexpr SizeClassSpec seed_spec{};
+inline constexpr std::array<std::uint32_t, 9> seed_bucket_sizes{16, 24, 32, 48, 64, 96, 128, 192, 256};
+static_assert(SizeClassesFrom<seed_spec>::sizes() == seed_bucket_sizes,
+              "the default spec must generate the seed's bucket_sizes");
+
+namespace detail {
+template <auto Sizes>
+consteval bool strictly_increasing() {
+  for (std::size_t i = 1; i < Sizes.size(); ++i)
+    if (Sizes[i] <= Sizes[i - 1]) return false;
+  return true;
 }
+template <auto Sizes>
+consteval bool multiples_of_pool_alignment() {
+  for (auto s : Sizes)
+    if (s % pool_alignment != 0) return false;
+  return true;
+}
+template <auto Sizes>
+consteval bool waste_bounded() {
+  for (std::size_t i = 1; i < Sizes.size(); ++i)
+    if (Sizes[i] > 2 * Sizes[i - 1] + 1) return false;
+  return true;
+}
+}  // namespace detail
+
+// The table a handle and its pools use. Source is SizeClassesFrom<spec> or a
+// SizeClassList.
+template <class Source>
+struct SizeClassTable {
+  static constexpr auto sizes = Source::sizes();
+  static constexpr std::size_t count = sizes.size();
+  static constexpr std::size_t max_size = sizes.back();
+
+  static_assert(count >= 1 && count <= 255, "size classes: between 1 and 255 classes (a class index is one byte)");
+  static_assert(detail::strictly_increasing<sizes>(), "size classes: each class must be larger than the one before");
+  static_assert(detail::multiples_of_pool_alignment<sizes>(),
+                "size classes: every class must be a multiple of the pool alignment (8 bytes)");
+  static_assert(sizes.front() >= 16, "size classes: the smallest class must be at least 16 bytes (a link and an epoch)");
+  static_assert(max_size <= max_class_size,
+                "size classes: the largest class must leave at least 8 blocks in a 64 KiB slab (at most 8192 bytes)");
+  static_assert(detail::waste_bounded<sizes>(),
+                "size classes: worst-case internal waste must stay under 50% (each class < 2 x its predecessor + 1)");
+
+  // len -> class for alignment <= 8: one entry per 8-byte step.
+  static constexpr auto lut = [] {
+    std::array<std::uint8_t, max_size / pool_alignment + 1> t{};
+    std::size_t cls = 0;
+    for (std::size_t step = 0; step < t.size(); ++step) {
+      while (sizes[cls] < step * pool_alignment) ++cls;
+      t[step] = static_cast<std::uint8_t>(cls);
+    }
+    return t;
+  }();
+  // class -> the first class at or above it that serves alignment 16, or
+  // `count` when none does (the request then goes to the fallback).
+  static constexpr auto up16 = [] {
+    std::array<std::uint8_t, count> t{};
+    for (std::size_t c = 0; c < count; ++c) {
+      std::size_t d = c;
+      while (d < count && sizes[d] % 16 != 0) ++d;
+      t[c] = static_cast<std::uint8_t>(d);
+    }
+    return t;
+  }();
+  // Divisibility by a class size without a division (Lemire): off % size == 0
+  // iff off * magic <= magic - 1, for off < 2^32.
+  static constexpr auto magic = [] {
+    std::array<std::uint64_t, count> t{};
+    for (std::size_t c = 0; c < count; ++c) t[c] = ~std::uint64_t{0} / sizes[c] + 1;
+    return t;
+  }();
+
+  // Precondition: 1 <= len <= max_size.
+  SYDRA_FAST_PATH static constexpr unsigned class_of(std::size_t len) noexcept {
+    return lut[(len + pool_alignment - 1) / pool_alignment];
+  }
+  // Precondition: 1 <= len <= max_size, align a power of two <= 16. May
+  // return `count` (no class serves the alignment).
+  SYDRA_FAST_PATH static constexpr unsigned class_of(std::size_t len, std::size_t align) noexcept {
+    const unsigned c = class_of(len);
+    return align <= pool_alignment ? c : up16[c];
+  }
+  SYDRA_FAST_PATH static constexpr bool is_block_offset(std::size_t offset, unsigned cls) noexcept {
+    return offset * magic[cls] <= magic[cls] - 1;
+  }
+  static constexpr std::uint32_t blocks_per_slab(unsigned cls) noexcept {
+    return static_cast<std::uint32_t>(slab_bytes / sizes[cls]);
+  }
+};
+
+using SeedClasses = SizeClassTable<SizeClassesFrom<seed_spec>>;
+
+// The table a policy names: Policy::Classes (a SizeClassList or any type with
+// sizes()), else Policy::classes (a SizeClassSpec), else the seed's.
+template <class Policy>
+consteval auto pick_size_classes() {
+  if constexpr (requires { Policy::Classes::sizes(); })
+    return static_cast<SizeClassTable<typename Policy::Classes>*>(nullptr);
+  else if constexpr (requires { SizeClassSpec{Policy::classes}; })
+    return static_cast<SizeClassTable<SizeClassesFrom<SizeClassSpec{Policy::classes}>>*>(nullptr);
+  else
+    return static_cast<SeedClasses*>(nullptr);
+}
+template <class Policy>
+using PolicyClasses = std::remove_pointer_t<decltype(pick_size_classes<Policy>())>;
 
 // Fallback size histogram (seed: fallback_bucket_bounds) plus one overflow bin.
 inline constexpr std::array<std::size_t, 8> fallback_bounds{64, 128, 256, 512, 1024, 2048, 4096, 8192};
@@ -81,18 +212,13 @@ constexpr std::size_t fallback_bin_of(std::size_t len) noexcept {
 }
 
 namespace detail {
-consteval bool classes_ok() {
-  for (std::size_t i = 0; i < class_count; ++i) {
-    if (size_classes[i] % pool_alignment != 0) return false;           // every block 8-aligned
-    if (i > 0 && size_classes[i] <= size_classes[i - 1]) return false;  // strictly sorted
-    if (size_classes[i] < 16) return false;  // a freed block holds a link and an epoch stamp
-  }
-  return true;
-}
+template <class Table>
 consteval bool lut_ok() {
-  for (std::size_t len = 1; len <= max_pooled_size; ++len) {
-    const unsigned c = size_class_of(len);
-    if (size_classes[c] < len || (c > 0 && size_classes[c - 1] >= len)) return false;
+  for (std::size_t len = 1; len <= Table::max_size; ++len) {
+    const unsigned c = Table::class_of(len);
+    if (Table::sizes[c] < len || (c > 0 && Table::sizes[c - 1] >= len)) return false;
+    const unsigned c16 = Table::class_of(len, 16);
+    if (c16 < Table::count && (Table::sizes[c16] % 16 != 0 || Table::sizes[c16] < len)) return false;
   }
   return true;
 }
@@ -100,20 +226,15 @@ consteval bool bounds_ok() {
   for (std::size_t i = 0; i < fallback_bounds.size(); ++i)
     if (!std::has_single_bit(fallback_bounds[i]) || (i > 0 && fallback_bounds[i] != 2 * fallback_bounds[i - 1]))
       return false;
-  // Each bin's edges: its bound lands in it, one byte more lands in the next.
   if (fallback_bin_of(1) != 0) return false;
   for (std::size_t i = 0; i < fallback_bounds.size(); ++i) {
     if (fallback_bin_of(fallback_bounds[i]) != i || fallback_bin_of(fallback_bounds[i] + 1) != i + 1) return false;
-    if (fallback_bin_of(fallback_bounds[i] - 1) != (i == 0 || fallback_bounds[i] - 1 > fallback_bounds[i - 1] ? i : i - 1))
-      return false;
   }
   return fallback_bin_of(max_request) == fallback_bounds.size();
 }
 }  // namespace detail
-static_assert(detail::classes_ok(), "size classes must be sorted, 8-aligned and at least 16 bytes");
-static_assert(detail::lut_ok(), "size_class_of must give the smallest class that fits");
+static_assert(detail::lut_ok<SeedClasses>(), "class_of must give the smallest class that fits (and serves 16)");
 static_assert(detail::bounds_ok(), "fallback bounds must be consecutive powers of two");
-static_assert(class_count <= 255, "a class index must fit the slab header's byte");
 
 }  // namespace v1
 }  // namespace sydra::alloc

@@ -1,0 +1,39 @@
+// The operating system's memory, as the slab layer needs it: large aligned
+// reservations, pages given back without giving up the address range, and
+// zeroed metadata that never comes from a heap a pool may be serving.
+//
+// Linux commits lazily: a reserved range costs nothing until a page is
+// touched, and MADV_DONTNEED returns a page's memory while keeping the range,
+// so "commit" is simply the first touch after a reservation or a decommit.
+#pragma once
+
+#include <sydra/alloc/platform.hpp>
+
+#include <cstddef>
+
+namespace sydra::alloc {
+inline namespace v1 {
+namespace pal {
+
+inline constexpr std::size_t page_bytes = 4096;
+
+// Precondition: bytes and align are multiples of page_bytes, align a power of
+// two. Postcondition: a readable, writable, zero-filled range aligned to
+// align, or nullptr when the address space (or an RLIMIT_AS) is exhausted.
+void* reserve(std::size_t bytes, std::size_t align) noexcept;
+
+// Gives back a range from reserve() (or part of one), address space and all.
+void release(void* p, std::size_t bytes) noexcept;
+
+// Gives back the memory behind a page-aligned range and keeps the range: the
+// next touch reads zeros. Returns false if the kernel refused (the memory is
+// then still committed, which is safe, merely not returned).
+bool decommit(void* p, std::size_t bytes) noexcept;
+
+// Bytes of this process's resident memory (VmRSS), or 0 if /proc is missing.
+// For tests and stats only: it reads a file.
+std::size_t resident_bytes() noexcept;
+
+}  // namespace pal
+}  // namespace v1
+}  // namespace sydra::alloc

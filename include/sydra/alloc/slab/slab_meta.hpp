@@ -1,0 +1,107 @@
+// A slab is 64 KiB of blocks of one size class, 64 KiB-aligned, with no
+// header of any kind inside it: every block, from the first byte on, is
+// usable. What the allocator knows about a slab lives off the slab, in a
+// SlabMeta kept in a dense per-chunk array (slab_pool.hpp) and found from any
+// address through the Pagemap. Keeping it off the slab means 2,000 live
+// slabs' metadata is 2,000 consecutive 64-byte records, not 2,000 headers at
+// 64 KiB-aligned addresses fighting over the same few cache sets.
+#pragma once
+
+#include <sydra/alloc/allocator.hpp>
+#include <sydra/alloc/slab/sanitizer.hpp>
+#include <sydra/alloc/slab/size_classes.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace sydra::alloc {
+inline namespace v1 {
+
+enum class SlabKind : std::uint8_t { empty, bucket, shard };
+
+struct FreeNode;
+
+struct SlabMeta {
+  // Routing: read by any thread that frees a block of the slab. Written when
+  // the pool hands the slab to an owner, before any of its blocks exists, and
+  // stable while any block is live.
+  const void* handle;  // which handle's pool (the foreign-pointer check)
+  void* owner;         // the Bucket or Shard its blocks return to
+  char* base;          // the slab's first block
+  // The owner's (owner thread only, or under the bucket's lock; the pool's
+  // while the slab is empty).
+  union {
+    FreeNode* free;                 // owner: blocks given back to this slab
+    std::uint64_t emptied_at_ms;    // pool: when it became empty (decommit delay)
+  };
+  SlabMeta* prev;  // owner: its list of slabs with blocks to give; pool: its empty list
+  SlabMeta* next;
+  std::atomic<std::uint32_t> used;  // blocks out of the slab: live, cached, or in flight to the owner
+  std::uint16_t carved;             // blocks ever carved from the slab's untouched tail
+  std::uint16_t capacity;           // blocks in the slab
+  std::uint16_t block_size;
+  std::uint8_t size_class;
+  SlabKind kind;
+  std::uint8_t last_class;  // the class it served before it was last emptied (reuse across classes)
+  bool listed;              // on its owner's list of slabs with blocks to give
+  bool committed;           // its memory is committed (false after a decommit, until reused)
+#if SYDRA_ALLOC_CHECKED
+  // Checked builds: one bit per handed-out block. Atomic because a remote
+  // free may clear a bit while the owner sets another in the same word.
+  std::atomic<std::uint64_t>* live;
+#endif
+
+  std::uint32_t index_of_offset(std::size_t off) const noexcept { return static_cast<std::uint32_t>(off / block_size); }
+  // Checked builds only: flips a block's live bit; returns its previous value.
+#if SYDRA_ALLOC_CHECKED
+  bool mark_live(std::size_t index, bool live_now) noexcept {
+    const std::uint64_t bit = std::uint64_t{1} << (index % 64);
+    std::atomic<std::uint64_t>& word = live[index / 64];
+    const std::uint64_t old = live_now ? word.fetch_or(bit, std::memory_order_relaxed)
+                                       : word.fetch_and(~bit, std::memory_order_relaxed);
+    return (old & bit) != 0;
+  }
+  bool is_live(std::size_t index) const noexcept {
+    return (live[index / 64].load(std::memory_order_relaxed) >> (index % 64)) & 1;
+  }
+#endif
+};
+#if !SYDRA_ALLOC_CHECKED
+static_assert(sizeof(SlabMeta) == 64, "one cache line per slab's metadata");
+#endif
+inline constexpr std::size_t live_bitmap_words = slab_bytes / 16 / 64;  // one bit per smallest block
+
+// An intrusive free-list node, written into a freed block. Reads and writes go
+// through these accessors because the block is poisoned for ASan meanwhile.
+struct FreeNode {
+  FreeNode* next;
+  std::uint64_t epoch;  // deferred frees: the epoch the block was freed in
+};
+
+SYDRA_NO_ASAN inline FreeNode* load_next(FreeNode* n) noexcept {
+  track::link_access_begin(n, sizeof(FreeNode));
+  FreeNode* next = n->next;
+  track::link_access_end(n, sizeof(FreeNode));
+  return next;
+}
+SYDRA_NO_ASAN inline void store_link(FreeNode* n, FreeNode* next, std::uint64_t epoch) noexcept {
+  track::link_access_begin(n, sizeof(FreeNode));
+  n->next = next;
+  n->epoch = epoch;
+  track::link_access_end(n, sizeof(FreeNode));
+}
+SYDRA_NO_ASAN inline void store_next(FreeNode* n, FreeNode* next) noexcept {
+  track::link_access_begin(n, sizeof(FreeNode));
+  n->next = next;
+  track::link_access_end(n, sizeof(FreeNode));
+}
+SYDRA_NO_ASAN inline std::uint64_t load_epoch(FreeNode* n) noexcept {
+  track::link_access_begin(n, sizeof(FreeNode));
+  const std::uint64_t e = n->epoch;
+  track::link_access_end(n, sizeof(FreeNode));
+  return e;
+}
+
+}  // namespace v1
+}  // namespace sydra::alloc
