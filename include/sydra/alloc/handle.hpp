@@ -79,9 +79,18 @@ class BasicAllocatorHandle {
       if (SYDRA_LIKELY(len - 1 < Classes::max_size && align <= max_pooled_alignment && ((0x10117u >> align) & 1u))) {
         const unsigned cls = Classes::class_of(len, align);
         if constexpr (Shards::enabled) {
-          if (void* p = shards_.alloc_fast(cls)) return pooled_out(p);  // this thread's shard: no lock
-        } else if constexpr (Buckets::enabled) {
-          if (void* p = buckets_.alloc_fast(cls)) return pooled_out(p);  // this CPU's cache: no lock
+          const detail::ThreadEntry& e = shards_.entry();
+          if (SYDRA_LIKELY(shards_.bound(e))) {
+            if (e.hot != nullptr) {
+              if (void* p = shards_.pop(e.hot, cls)) return pooled_out(p);  // this thread's shard: no lock
+              return alloc_slow(len, align, cls);                           // refill its magazine
+            }
+          } else if (shards_.running()) {
+            return alloc_slow(len, align, cls);  // this thread's first use: bind, take a shard if one is free
+          }
+        }
+        if constexpr (Buckets::enabled) {
+          if (void* p = buckets_.alloc_fast(cls)) return pooled_out(p);  // no shard: this CPU's cache, no lock
         }
         return alloc_slow(len, align, cls);
       }

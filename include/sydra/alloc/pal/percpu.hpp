@@ -160,19 +160,26 @@ template <bool Counted>
 SYDRA_FAST_PATH Push cpu_push(char* base, std::size_t stride, std::uint32_t ncpu, void* p) noexcept {
   int result;
   if constexpr (Counted) {
+    // The two words are read with 8-byte loads and written with one 16-byte
+    // store: a 16-byte load right after a pop's 8-byte store to `word` could
+    // not be forwarded from it and would stall.
     asm volatile(SYDRA_RSEQ_PROLOGUE
-                 "movzwl (%%rax), %%edx\n\t"
+                 "movq (%%rax), %%rcx\n\t"
+                 "movzwl %%cx, %%edx\n\t"
                  "cmpl 16(%%rax), %%edx\n\t"
                  "jae 6f\n\t"
                  "movq %[p], 24(%%rax,%%rdx,8)\n\t"
-                 "movdqu (%%rax), %%xmm0\n\t"
-                 "pcmpeqd %%xmm1, %%xmm1\n\t"
-                 "psubq %%xmm1, %%xmm0\n\t"
+                 "movq 8(%%rax), %%rdx\n\t"
+                 "addq $1, %%rcx\n\t"
+                 "addq $1, %%rdx\n\t"
+                 "movq %%rcx, %%xmm0\n\t"
+                 "movq %%rdx, %%xmm1\n\t"
+                 "punpcklqdq %%xmm1, %%xmm0\n\t"
                  "movdqu %%xmm0, (%%rax)\n\t"  // commit: count + 1, frees + 1
                  SYDRA_RSEQ_PUSH_RESULT
                  : [res] "=&r"(result)
                  : [rs] "r"(rseq_area()), [base] "r"(base), [stride] "r"(stride), [ncpu] "r"(ncpu), [p] "r"(p)
-                 : "rax", "rdx", "xmm0", "xmm1", "memory", "cc");
+                 : "rax", "rcx", "rdx", "xmm0", "xmm1", "memory", "cc");
   } else {
     asm volatile(SYDRA_RSEQ_PROLOGUE
                  "movq (%%rax), %%rcx\n\t"

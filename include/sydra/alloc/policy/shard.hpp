@@ -136,13 +136,18 @@ class ShardLayer final : public detail::ThreadHost {
   std::size_t shard_count() const noexcept { return count_; }
 
   // ---- The fast path -----------------------------------------------------------
-  // This thread's shard from its thread-local entry, then a pop from the
-  // class's magazine. No call on the way: a miss (no shard bound here, or an
-  // empty magazine) returns nullptr and the caller's slow path takes over.
-  SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
-    const detail::ThreadEntry& e = entry();
-    auto* s = static_cast<Shard*>(e.hot);
-    if (SYDRA_UNLIKELY(e.id != id_ || s == nullptr)) return nullptr;
+  // The handle reads this thread's entry once (entry(), bound()), then pops
+  // from its shard's magazine (pop()). No call on the way: an empty magazine
+  // returns nullptr and the handle's slow path refills it.
+  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
+    return detail::thread_cache.entries[id_ % detail::ThreadCache::ways];
+  }
+  // The entry is this layer's: the thread is bound (entry.hot is its shard,
+  // or nullptr for a thread that found none free).
+  SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == id_; }
+
+  SYDRA_FAST_PATH void* pop(void* shard, unsigned cls) noexcept {
+    auto* s = static_cast<Shard*>(shard);
     MagState& m = s->mag[cls];
     const std::uint64_t w = m.word.load(std::memory_order_relaxed);
     const auto n = static_cast<std::uint32_t>(w & count_mask);
@@ -151,6 +156,12 @@ class ShardLayer final : public detail::ThreadHost {
     m.word.store(w + count_mask, std::memory_order_relaxed);  // count - 1, allocations + 1
     track::on_hand_out(p, Classes::sizes[cls]);
     return p;
+  }
+
+  SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
+    const detail::ThreadEntry& e = entry();
+    if (SYDRA_UNLIKELY(!bound(e) || e.hot == nullptr)) return nullptr;
+    return pop(e.hot, cls);
   }
 
   // The owner's free of its own block, onto a magazine with room. False
@@ -380,9 +391,6 @@ class ShardLayer final : public detail::ThreadHost {
   };
   static_assert(sizeof(Binding) == binding_bytes);
 
-  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
-    return detail::thread_cache.entries[id_ % detail::ThreadCache::ways];
-  }
   Binding* binding() noexcept {
     detail::ThreadEntry* e = detail::thread_entry(id_, this);
     return e != nullptr ? static_cast<Binding*>(e->state) : nullptr;
