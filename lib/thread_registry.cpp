@@ -1,16 +1,21 @@
 // Thread bindings: each thread's state in each host, and what happens to it
 // when the thread exits.
 //
+// Nothing here allocates: the registry, each thread's record and the list of
+// threads live in static and thread-local storage, and the exit hook is a
+// pthread key destructor (a C++ thread_local destructor would make glibc
+// allocate when it is registered). That keeps the registry usable inside a
+// malloc that sydra-alloc itself provides.
+//
 // The registry lock is held while an exiting thread gives its states back,
 // while a host unregisters, and while a snapshot walks a host's states, so
 // none of them can see a host or a state half gone.
 #include <sydra/alloc/detail/thread_registry.hpp>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <mutex>
-#include <new>
-#include <unordered_map>
-#include <vector>
 
 namespace sydra::alloc {
 inline namespace v1 {
@@ -23,54 +28,98 @@ struct Binding {
   void* state;
 };
 
-struct ThreadRecord;
+struct ThreadRecord {
+  static constexpr unsigned capacity = 32;  // hosts a thread can be bound to at once
+  Binding bindings[capacity];
+  unsigned count;
+  ThreadRecord* prev;
+  ThreadRecord* next;
+  bool listed;  // on the registry's list of threads (and the exit hook is armed)
+};
+
+struct HostEntry {
+  std::uint64_t id;
+  ThreadHost* host;
+};
 
 struct Registry {
   std::mutex mu;
-  std::unordered_map<std::uint64_t, ThreadHost*> live;
-  std::vector<ThreadRecord*> threads;  // every thread with a binding, for for_each_thread_state
-};
+  ThreadRecord* threads = nullptr;  // every thread with a binding
+  // Live hosts: a small open table; a thread's binding is valid only while
+  // its host's id is here.
+  static constexpr unsigned max_hosts = 4096;
+  HostEntry hosts[max_hosts];
+  unsigned host_count = 0;
+  pthread_key_t key{};
+  bool key_ok = false;
+  bool key_tried = false;
 
-Registry& registry() noexcept {
-  static Registry* r = new Registry;  // never destroyed: threads may exit after static teardown
-  return *r;
-}
-
-std::atomic<std::uint64_t> next_host_id{1};
-std::atomic<std::uint64_t> next_thread_token{1};
-
-struct ThreadRecord {
-  std::vector<Binding> bindings;  // guarded by the registry lock
-  bool listed = false;
-
-  ~ThreadRecord() {
-    // From here on this thread works without per-thread state (other
-    // thread_local destructors may still run and allocate).
-    thread_cache.exiting = true;
-    for (ThreadEntry& e : thread_cache.entries) e = ThreadEntry{};
-    Registry& r = registry();
-    std::lock_guard g(r.mu);
-    for (Binding& b : bindings) {
-      if (r.live.count(b.id) != 0) b.host->on_thread_exit(b.state);
-    }
-    bindings.clear();
-    if (listed) std::erase(r.threads, this);
+  bool live(std::uint64_t id) const noexcept {
+    for (unsigned i = 0; i < host_count; ++i)
+      if (hosts[i].id == id) return true;
+    return false;
   }
 };
 
-thread_local ThreadRecord record;
+constinit Registry registry_storage{};  // trivially destructible: threads may exit after static teardown
+Registry& registry() noexcept { return registry_storage; }
+
+constinit std::atomic<std::uint64_t> next_host_id{1};
+constinit std::atomic<std::uint64_t> next_thread_token{1};
+
+constinit thread_local ThreadRecord record{};
+
+void unlist(Registry& r, ThreadRecord& t) noexcept {
+  if (!t.listed) return;
+  if (t.prev != nullptr) t.prev->next = t.next;
+  else r.threads = t.next;
+  if (t.next != nullptr) t.next->prev = t.prev;
+  t.prev = t.next = nullptr;
+  t.listed = false;
+}
+
+// The pthread key's destructor: runs when the thread exits, after its C++
+// thread_local destructors (which may still allocate through its bindings).
+void on_thread_exit(void* rec) noexcept {
+  auto* t = static_cast<ThreadRecord*>(rec);
+  // From here on this thread works without per-thread state (later
+  // destructors may still allocate).
+  thread_cache.exiting = true;
+  for (ThreadEntry& e : thread_cache.entries) e = ThreadEntry{};
+  Registry& r = registry();
+  std::lock_guard g(r.mu);
+  for (unsigned i = 0; i < t->count; ++i) {
+    Binding& b = t->bindings[i];
+    if (r.live(b.id)) b.host->on_thread_exit(b.state);
+  }
+  t->count = 0;
+  unlist(r, *t);
+}
+
+// Under the lock: puts this thread on the list and arms its exit hook.
+bool list_this_thread(Registry& r) noexcept {
+  if (record.listed) return true;
+  if (!r.key_tried) {
+    r.key_tried = true;
+    r.key_ok = ::pthread_key_create(&r.key, [](void* rec) { on_thread_exit(rec); }) == 0;
+  }
+  if (!r.key_ok || ::pthread_setspecific(r.key, &record) != 0) return false;
+  record.prev = nullptr;
+  record.next = r.threads;
+  if (r.threads != nullptr) r.threads->prev = &record;
+  r.threads = &record;
+  record.listed = true;
+  return true;
+}
 
 }  // namespace
 
 std::uint64_t register_host(ThreadHost* host) noexcept {
-  const std::uint64_t id = next_host_id.fetch_add(1, std::memory_order_relaxed);
   Registry& r = registry();
   std::lock_guard g(r.mu);
-  try {
-    r.live.emplace(id, host);
-  } catch (...) {
-    return 0;  // id 0 never matches an entry: the host runs without per-thread state
-  }
+  if (r.host_count == Registry::max_hosts) return 0;  // id 0 never matches: the host runs without per-thread state
+  const std::uint64_t id = next_host_id.fetch_add(1, std::memory_order_relaxed);
+  r.hosts[r.host_count++] = HostEntry{id, host};
   return id;
 }
 
@@ -78,14 +127,26 @@ void unregister_host(std::uint64_t id, void (*give_back)(void* ctx, void* state)
   if (id == 0) return;
   Registry& r = registry();
   std::lock_guard g(r.mu);
-  r.live.erase(id);
-  for (ThreadRecord* t : r.threads) {
-    std::erase_if(t->bindings, [&](const Binding& b) {
-      if (b.id != id) return false;
-      if (give_back != nullptr) give_back(ctx, b.state);
-      return true;
-    });
+  for (unsigned i = 0; i < r.host_count; ++i) {
+    if (r.hosts[i].id == id) {
+      r.hosts[i] = r.hosts[--r.host_count];
+      break;
+    }
   }
+  for (ThreadRecord* t = r.threads; t != nullptr; t = t->next) {
+    unsigned kept = 0;
+    for (unsigned i = 0; i < t->count; ++i) {
+      Binding& b = t->bindings[i];
+      if (b.id == id) {
+        if (give_back != nullptr) give_back(ctx, b.state);
+      } else {
+        t->bindings[kept++] = b;
+      }
+    }
+    t->count = kept;
+  }
+  ThreadEntry& mine = thread_cache.entries[id % ThreadCache::ways];
+  if (mine.id == id) mine = ThreadEntry{};
 }
 
 ThreadEntry* bind_thread(std::uint64_t id, ThreadHost* host) noexcept {
@@ -93,27 +154,27 @@ ThreadEntry* bind_thread(std::uint64_t id, ThreadHost* host) noexcept {
   ThreadEntry& slot = thread_cache.entries[id % ThreadCache::ways];
   Registry& r = registry();
   std::unique_lock g(r.mu);
-  for (Binding& b : record.bindings) {
+  if (!r.live(id)) return nullptr;  // a host being torn down binds no one
+  for (unsigned i = 0; i < record.count; ++i) {
+    Binding& b = record.bindings[i];
     if (b.id == id) {
       slot = ThreadEntry{id, b.state, host->hot_of(b.state)};
       return &slot;
     }
   }
-  // A new binding: first forget the ones whose host is gone, so that a
-  // long-lived thread serving many short-lived handles does not grow its list.
-  std::erase_if(record.bindings, [&r](const Binding& b) { return r.live.count(b.id) == 0; });
+  if (!list_this_thread(r)) return nullptr;
+  if (record.count == ThreadRecord::capacity) {
+    // Full: forget the bindings whose host is gone (a long-lived thread
+    // serving many short-lived handles), then try again.
+    unsigned kept = 0;
+    for (unsigned i = 0; i < record.count; ++i)
+      if (r.live(record.bindings[i].id)) record.bindings[kept++] = record.bindings[i];
+    record.count = kept;
+    if (record.count == ThreadRecord::capacity) return nullptr;
+  }
   void* state = host->make_thread_state();
   if (state == nullptr) return nullptr;
-  try {
-    record.bindings.push_back(Binding{id, host, state});
-    if (!record.listed) {
-      r.threads.push_back(&record);
-      record.listed = true;
-    }
-  } catch (...) {
-    host->on_thread_exit(state);  // give it straight back
-    return nullptr;
-  }
+  record.bindings[record.count++] = Binding{id, host, state};
   slot = ThreadEntry{id, state, host->hot_of(state)};
   return &slot;
 }
@@ -124,9 +185,9 @@ void for_each_thread_state(std::uint64_t id, unsigned passes, void (*f)(void* ct
   std::lock_guard g(r.mu);
   for (unsigned pass = 0; pass < passes; ++pass) {
     if (begin != nullptr) begin(ctx, pass);
-    for (ThreadRecord* t : r.threads)
-      for (Binding& b : t->bindings)
-        if (b.id == id) f(ctx, pass, b.state);
+    for (ThreadRecord* t = r.threads; t != nullptr; t = t->next)
+      for (unsigned i = 0; i < t->count; ++i)
+        if (t->bindings[i].id == id) f(ctx, pass, t->bindings[i].state);
   }
 }
 

@@ -78,6 +78,9 @@ class BasicAllocatorHandle {
       // alignment of 0, 1, 2, 4, 8 or 16 (the bits of 0x10117).
       if (SYDRA_LIKELY(len - 1 < Classes::max_size && align <= max_pooled_alignment && ((0x10117u >> align) & 1u))) {
         const unsigned cls = Classes::class_of(len, align);
+        if constexpr (!Classes::serves_16_everywhere) {
+          if (SYDRA_UNLIKELY(cls == Classes::count)) return alloc_fallback(len, align);  // no class serves 16 here
+        }
         if constexpr (Shards::enabled) {
           const detail::ThreadEntry& e = shards_.entry();
           if (SYDRA_LIKELY(shards_.bound(e))) {
@@ -149,6 +152,31 @@ class BasicAllocatorHandle {
   }
 
   Allocator allocator() noexcept { return Allocator::of(*this); }
+
+  // ---- For a malloc built on the handle (lib/malloc/) ---------------------------
+  // C's free() and malloc_usable_size() do not know a block's length. A pooled
+  // block needs none (its slab knows its class); a fallback block needs a
+  // Fallback with usable_size() and free_unsized().
+  template <class F = Fallback>
+    requires requires(F& f, void* p) { f.free_unsized(p); }
+  void free_unsized(void* mem) noexcept {
+    if constexpr (pooled) {
+      if (SlabMeta* m = Pagemap::lookup(mem)) return free_pooled(m, mem, m->block_size, 1);
+    }
+    if (mem != nullptr) fallback_.free_unsized(mem);
+  }
+  template <class F = Fallback>
+    requires requires(F& f, const void* p) { f.usable_size(p); }
+  std::size_t usable_size(const void* mem) noexcept {
+    if (mem == nullptr) return 0;
+    if constexpr (pooled) {
+      if (SlabMeta* m = Pagemap::lookup(mem)) {
+        check_block(m, const_cast<void*>(mem), m->block_size, 1, false);
+        return m->block_size;
+      }
+    }
+    return fallback_.usable_size(mem);
+  }
 
   // Live blocks and bytes across every layer that counts: what a destroyed
   // handle reports.

@@ -42,7 +42,11 @@ struct alignas(32) ThreadEntry {
 };
 
 struct ThreadCache {
-  static constexpr unsigned ways = 8;
+  // Direct-mapped by host id. Ids are handed out in sequence and a handle
+  // uses two or three, so 64 entries keep a thread's handles apart unless
+  // it uses more than about twenty at once; a collision costs a trip through
+  // the registry's lock, never a wrong answer.
+  static constexpr unsigned ways = 64;
   ThreadEntry entries[ways];
   bool exiting;         // thread teardown has begun: take the paths that need no state
   std::uint64_t token;  // this thread's unique nonzero token, 0 until first asked for
@@ -50,10 +54,12 @@ struct ThreadCache {
 
 [[gnu::tls_model("initial-exec")]] inline constinit thread_local ThreadCache thread_cache{};
 
-// Registry of live hosts. register_host returns a unique id (0 when memory
-// is short: the host then works without per-thread state). unregister_host
-// calls give_back(ctx, state) for every thread's state, forgets the bindings
-// and returns once no exiting thread can be inside the host's on_thread_exit.
+// Registry of live hosts. register_host returns a unique id (0 when the
+// registry is full: the host then works without per-thread state).
+// unregister_host calls give_back(ctx, state) for every thread's state under
+// the registry lock (give_back must not bind any thread), forgets the
+// bindings, clears the calling thread's cached entry, and returns once no
+// exiting thread can be inside the host's on_thread_exit.
 std::uint64_t register_host(ThreadHost* host) noexcept;
 void unregister_host(std::uint64_t id, void (*give_back)(void* ctx, void* state), void* ctx) noexcept;
 

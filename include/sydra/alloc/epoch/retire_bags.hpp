@@ -70,11 +70,21 @@ class RetireBags {
   }
 
   // Seals the thread's bag (if it holds anything) and collects what the
-  // epochs allow. Used when a bag fills, when its thread exits, and by
-  // collect_garbage() for the calling thread.
+  // epochs allow. Used when a bag fills, and by collect_garbage() for the
+  // calling thread.
   void seal(Bag*& mine) noexcept {
-    if (mine == nullptr) return;
-    if (mine->count == 0) {
+    if (seal_only(mine)) {
+      epochs_.advance();
+      collect();
+    }
+  }
+  // Seals without collecting: frees nothing, so it is safe where the handle's
+  // own free may not run (a thread's exit hook, under the registry lock).
+  // True if a bag was sealed.
+  bool seal_only(Bag*& mine) noexcept {
+    if (mine == nullptr) return false;
+    const bool sealed = mine->count != 0;
+    if (!sealed) {
       give_spare(mine);
     } else {
       sealed_count_.fetch_add(mine->count, std::memory_order_relaxed);
@@ -83,10 +93,9 @@ class RetireBags {
       do {
         mine->next = head;
       } while (!sealed_.compare_exchange_weak(head, mine, std::memory_order_release, std::memory_order_relaxed));
-      epochs_.advance();
-      collect();
     }
     mine = nullptr;
+    return sealed;
   }
 
   // Frees the blocks of every sealed bag the epoch invariant allows. Safe from

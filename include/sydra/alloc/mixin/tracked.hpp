@@ -14,7 +14,14 @@
 namespace sydra::alloc {
 inline namespace v1 {
 
-template <class Heap>
+// How Tracked counts bytes: the requested length (the default, what a sized
+// free names), or the heap's usable size of each block (for a malloc, whose
+// free() does not know the length).
+struct TrackedFeatures {
+  bool usable_bytes = false;
+};
+
+template <class Heap, TrackedFeatures Features = TrackedFeatures{}>
 class Tracked {
  public:
   using Options = typename Heap::Options;
@@ -27,7 +34,7 @@ class Tracked {
     if (p != nullptr) {
       auto* b = c_.local();
       c_.bump(b, fallback_bin_of(len));
-      c_.bump(b, bytes_in, len);
+      c_.bump(b, bytes_in, bytes_of(p, len));
     }
     return p;
   }
@@ -37,15 +44,40 @@ class Tracked {
     return true;
   }
   void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
+    const std::size_t old_bytes = bytes_of(mem, len);  // before: the block may move
     void* p = heap_.remap(mem, len, align, new_len);
-    if (p != nullptr) on_resize(remaps, len, new_len);
+    if (p != nullptr) {
+      on_resize(remaps, len, new_len);
+      if constexpr (Features.usable_bytes) {
+        auto* b = c_.local();
+        c_.bump(b, bytes_out, old_bytes);
+        c_.bump(b, bytes_in, heap_.usable_size(p));
+      }
+    }
     return p;
   }
   void free(void* mem, std::size_t len, std::size_t align) noexcept {
     auto* b = c_.local();
     c_.bump(b, frees);
-    c_.bump(b, bytes_out, len);
+    c_.bump(b, bytes_out, bytes_of(mem, len));
     heap_.free(mem, len, align);
+  }
+  std::size_t usable_size(const void* mem) noexcept
+    requires requires(Heap& h) { h.usable_size(mem); }
+  {
+    return heap_.usable_size(mem);
+  }
+  // A free that does not know the length: only with usable-size counting.
+  void free_unsized(void* mem) noexcept
+    requires requires(Heap& h) { h.free_unsized(mem); }
+  {
+    static_assert(Features.usable_bytes,
+                  "Tracked: free_unsized() needs Tracked<Heap, TrackedFeatures{.usable_bytes = true}> (byte counts "
+                  "cannot follow a free that does not know its length otherwise)");
+    auto* b = c_.local();
+    c_.bump(b, frees);
+    c_.bump(b, bytes_out, heap_.usable_size(mem));
+    heap_.free_unsized(mem);
   }
 
   void collect_stats(Stats& out) const noexcept {
@@ -86,8 +118,18 @@ class Tracked {
   void on_resize(std::size_t which, std::size_t old_len, std::size_t new_len) noexcept {
     auto* b = c_.local();
     c_.bump(b, which);
-    c_.bump(b, bytes_out, old_len);
-    c_.bump(b, bytes_in, new_len);
+    if constexpr (!Features.usable_bytes) {  // usable-size counting: a block's usable size is what it was counted as
+      c_.bump(b, bytes_out, old_len);
+      c_.bump(b, bytes_in, new_len);
+    }
+  }
+  std::size_t bytes_of(const void* mem, std::size_t len) noexcept {
+    if constexpr (Features.usable_bytes) {
+      return heap_.usable_size(mem);
+    } else {
+      (void)mem;
+      return len;
+    }
   }
 
   [[no_unique_address]] Heap heap_;

@@ -87,6 +87,15 @@ class BlockRegistry {
     live_.erase(reinterpret_cast<std::uintptr_t>(p));
     remember_freed(p);
   }
+  // A free that does not know the block's length: the pointer alone must be
+  // a live block's start.
+  void remove_unsized(const void* p) noexcept {
+    std::lock_guard g(mu_);
+    auto it = live_.find(reinterpret_cast<std::uintptr_t>(p));
+    if (it == live_.end()) check_locked(p, 0, 0);  // diagnoses and aborts
+    live_.erase(it);
+    remember_freed(p);
+  }
 
  private:
   void remember_freed(const void* p) noexcept {
@@ -175,6 +184,17 @@ class Checked {
     align = normalize_align(align);
     if constexpr (Registry) registry_.remove(mem, len, align);
     heap_.free(mem, len, align);
+  }
+  std::size_t usable_size(const void* mem) noexcept
+    requires requires(Heap& h) { h.usable_size(mem); }
+  {
+    return heap_.usable_size(mem);
+  }
+  void free_unsized(void* mem) noexcept
+    requires requires(Heap& h) { h.free_unsized(mem); }
+  {
+    if constexpr (Registry) registry_.remove_unsized(mem);
+    heap_.free_unsized(mem);
   }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }

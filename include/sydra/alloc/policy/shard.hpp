@@ -100,9 +100,15 @@ class ShardLayer final : public detail::ThreadHost {
       Shard* s = ::new (&shards_[i]) Shard(static_cast<std::uint32_t>(i));
       for (unsigned c = 0; c < Classes::count; ++c) s->mag[c].cap = cap_[c];
     }
+    id_ = detail::register_host(this);
+    if (id_ == 0) {  // no room in the thread registry: no manager, as when the array cannot be made
+      for (std::size_t i = 0; i < n; ++i) shards_[i].~Shard();
+      backing.free(shards_, n * sizeof(Shard), alignof(Shard));
+      shards_ = nullptr;
+      return;
+    }
     count_ = n;
     available_.store(n, std::memory_order_relaxed);
-    id_ = detail::register_host(this);
   }
   ShardLayer(const ShardLayer&) = delete;
   ShardLayer& operator=(const ShardLayer&) = delete;
@@ -113,9 +119,12 @@ class ShardLayer final : public detail::ThreadHost {
     backing_.free(shards_, count_ * sizeof(Shard), alignof(Shard));
   }
 
-  // Before the handle counts its leaks: every retired block is freed (pinned
-  // readers or not: nothing may outlive the handle), every thread's binding is
-  // dropped, its remote batches published and its magazines emptied.
+  // Before the handle counts its leaks: every thread's binding is dropped
+  // (its remote batches published, its magazines emptied, its retire bag
+  // sealed), then every retired block is freed, pinned readers or not:
+  // nothing may outlive the handle. From the first step on, this layer hands
+  // out no binding, so the frees that reclaiming makes take the paths that
+  // need none.
   void shutdown() noexcept {
     if (down_) return;
     down_ = true;
@@ -128,7 +137,7 @@ class ShardLayer final : public detail::ThreadHost {
     detail::unregister_host(
         id_, [](void* self, void* state) { static_cast<ShardLayer*>(self)->drop(static_cast<Binding*>(state)); },
         this);
-    if constexpr (Features.epochs) bags_.reclaim_all();
+    if constexpr (Features.epochs) bags_.reclaim_all();  // no lock held: the handle's free may run
     for (std::size_t i = 0; i < count_; ++i) collect_shard(shards_[i], /*everything=*/true);
   }
 
@@ -392,6 +401,7 @@ class ShardLayer final : public detail::ThreadHost {
   static_assert(sizeof(Binding) == binding_bytes);
 
   Binding* binding() noexcept {
+    if (down_) return nullptr;
     detail::ThreadEntry* e = detail::thread_entry(id_, this);
     return e != nullptr ? static_cast<Binding*>(e->state) : nullptr;
   }
@@ -415,7 +425,7 @@ class ShardLayer final : public detail::ThreadHost {
     }
     if constexpr (Features.epochs) {
       if (b->slot != nullptr) epochs_.release_slot(b->slot);
-      bags_.seal(b->bag);
+      bags_.seal_only(b->bag);  // collected by the next seal or collect_garbage(), never here
       departed_retired_.fetch_add(b->retired.get(), std::memory_order_acq_rel);
     }
     b->~Binding();
@@ -424,7 +434,7 @@ class ShardLayer final : public detail::ThreadHost {
 
   // No shard in this thread's entry: bind, and take a shard if one is free.
   SYDRA_SLOW_PATH void* alloc_unbound(unsigned cls, bool bound) noexcept {
-    if (!running() || (bound && available_.load(std::memory_order_relaxed) == 0)) return nullptr;
+    if (!running() || down_ || (bound && available_.load(std::memory_order_relaxed) == 0)) return nullptr;
     detail::ThreadEntry* e = detail::thread_entry(id_, this);
     if (e == nullptr) return nullptr;
     auto* b = static_cast<Binding*>(e->state);

@@ -36,6 +36,10 @@ class SystemHeap {
   }
   void free(void* mem, std::size_t, std::size_t) noexcept { std::free(mem); }
 
+  // For frees whose length the caller does not know (a malloc built on a handle).
+  std::size_t usable_size(const void* mem) noexcept { return ::malloc_usable_size(const_cast<void*>(mem)); }
+  void free_unsized(void* mem) noexcept { std::free(mem); }
+
   Allocator backing_allocator() noexcept { return Allocator::of(*this); }
 };
 

@@ -157,6 +157,9 @@ struct SizeClassTable {
     }
     return t;
   }();
+  // Every pooled size at alignment 16 has a class (the largest class is a
+  // multiple of 16), so class_of(len, 16) never answers `count`.
+  static constexpr bool serves_16_everywhere = sizes.back() % 16 == 0;
   // Divisibility by a class size without a division (Lemire): off % size == 0
   // iff off * magic <= magic - 1, for off < 2^32.
   static constexpr auto magic = [] {
