@@ -238,6 +238,7 @@ class BucketLayer {
   // The cache was empty (refill it from the bucket and hand out one block), or
   // this thread has no CPU cache (locked mode, or straight to the bucket).
   SYDRA_SLOW_PATH void* alloc_slow(unsigned cls, bool no_cpu) noexcept {
+    pool_.tick();  // no lock held yet: the retention policy's decommits may run
     Bucket& b = buckets_[cls];
     if (no_cpu && caches_.locked_mode()) {
       typename CpuCaches<Classes>::Locked cache(caches_, cls);

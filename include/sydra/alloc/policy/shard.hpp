@@ -476,6 +476,7 @@ class ShardLayer final : public detail::ThreadHost {
   // The magazine ran dry: ready blocks first, then this class's deferred
   // stack, then the slabs (half a magazine at a time).
   SYDRA_SLOW_PATH void* alloc_refill(Shard& s, unsigned cls) noexcept {
+    pool_.tick();  // no lock held here: the retention policy's decommits may run
     publish_all(s);
     MagState& m = s.mag[cls];
     if (take_ready(s, cls) == 0 && s.inbox[cls].deferred.load(std::memory_order_relaxed) != nullptr) {

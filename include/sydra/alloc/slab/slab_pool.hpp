@@ -24,6 +24,7 @@
 #include <sydra/alloc/slab/regions.hpp>
 #include <sydra/alloc/slab/slab_meta.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -97,7 +98,8 @@ class SlabPool {
     return m;
   }
 
-  // Precondition: every block of the slab is back in it (used == 0).
+  // Precondition: every block of the slab is back in it (used == 0). Takes
+  // the pool's lock briefly; never decommits (the caller may hold a lock).
   void release(SlabMeta* m) noexcept {
     const std::uint64_t now = now_ms();
     std::lock_guard g(mu_);
@@ -111,21 +113,19 @@ class SlabPool {
     retained_head_ = m;
     if (retained_tail_ == nullptr) retained_tail_ = m;
     ++retained_;
+    retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
     in_use_ -= 1;
-    enforce(now, options_.retain_bytes, false);
   }
 
   // Decommits retained slabs beyond keep_bytes now, oldest first. Returns the
   // bytes given back to the OS.
-  std::size_t trim(std::size_t keep_bytes) noexcept {
-    std::lock_guard g(mu_);
-    return enforce(0, keep_bytes, true);
-  }
-  // Applies the delay policy (decommits what has waited long enough).
-  void tick() noexcept {
-    const std::uint64_t now = now_ms();
-    std::lock_guard g(mu_);
-    enforce(now, options_.retain_bytes, false);
+  std::size_t trim(std::size_t keep_bytes) noexcept { return decommit(keep_bytes, 0, true); }
+
+  // Applies the delay policy: decommits what has waited long enough beyond
+  // the budget. Call it holding no lock.
+  SYDRA_FAST_PATH void tick() noexcept {
+    if (SYDRA_LIKELY(retained_bytes_.load(std::memory_order_relaxed) <= options_.retain_bytes)) return;
+    decommit(options_.retain_bytes, now_ms(), false);
   }
 
   MemoryStats stats() const noexcept {
@@ -178,6 +178,7 @@ class SlabPool {
     if (retained_head_ != nullptr) retained_head_->prev = nullptr;
     else retained_tail_ = nullptr;
     --retained_;
+    retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
     return m;
   }
   SlabMeta* take_decommitted() noexcept {
@@ -246,24 +247,61 @@ class SlabPool {
 
   // Decommits retained slabs, oldest first, while more than `keep` bytes are
   // retained and (unless `now_all`) the oldest has been empty long enough.
-  std::size_t enforce(std::uint64_t now, std::size_t keep, bool now_all) noexcept {
+  // The victims leave the retained list under the lock, are decommitted
+  // outside it, and join the decommitted list under it again.
+  SYDRA_SLOW_PATH std::size_t decommit(std::size_t keep, std::uint64_t now, bool now_all) noexcept {
+    SlabMeta* victims = nullptr;
+    {
+      std::lock_guard g(mu_);
+      while (retained_ * slab_bytes > keep && retained_tail_ != nullptr) {
+        SlabMeta* m = retained_tail_;
+        // `now` was read before the lock: a slab emptied since looks younger, never older.
+        if (!now_all && m->emptied_at_ms + options_.decommit_delay_ms > now) break;
+        retained_tail_ = m->prev;
+        if (retained_tail_ != nullptr) retained_tail_->next = nullptr;
+        else retained_head_ = nullptr;
+        --retained_;
+        m->next = victims;
+        victims = m;
+      }
+      retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
+    }
+    if (victims == nullptr) return 0;
     std::size_t freed = 0;
-    while (retained_ * slab_bytes > keep && retained_tail_ != nullptr) {
-      SlabMeta* m = retained_tail_;
-      if (!now_all && now - m->emptied_at_ms < options_.decommit_delay_ms) break;
-      // A source that cannot decommit (a FixedArena) keeps its slabs retained.
-      if (!regions_.decommit(m->base, slab_bytes)) break;
-      retained_tail_ = m->prev;
-      if (retained_tail_ != nullptr) retained_tail_->next = nullptr;
-      else retained_head_ = nullptr;
-      --retained_;
+    SlabMeta *done = nullptr, *kept = nullptr;
+    for (SlabMeta* m = victims; m != nullptr;) {
+      SlabMeta* next = m->next;
+      if (regions_.decommit(m->base, slab_bytes)) {  // no lock held: a madvise may take a while
+        m->next = done;
+        done = m;
+        freed += slab_bytes;
+      } else {  // a source that cannot decommit (a FixedArena) keeps its slabs retained
+        m->next = kept;
+        kept = m;
+      }
+      m = next;
+    }
+    std::lock_guard g(mu_);
+    for (SlabMeta* m = done; m != nullptr;) {
+      SlabMeta* next = m->next;
       m->committed = false;
       m->next = decommitted_head_;
       decommitted_head_ = m;
       ++decommitted_;
       ++decommits_;
-      freed += slab_bytes;
+      m = next;
     }
+    for (SlabMeta* m = kept; m != nullptr;) {  // back at the old end, still retained
+      SlabMeta* next = m->next;
+      m->next = nullptr;
+      m->prev = retained_tail_;
+      if (retained_tail_ != nullptr) retained_tail_->next = m;
+      else retained_head_ = m;
+      retained_tail_ = m;
+      ++retained_;
+      m = next;
+    }
+    retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
     return freed;
   }
 
@@ -280,6 +318,7 @@ class SlabPool {
   SlabMeta* decommitted_head_ = nullptr;
   std::uint64_t retained_ = 0, decommitted_ = 0, in_use_ = 0, reserved_slabs_ = 0, chunks_count_ = 0;
   std::uint64_t metadata_bytes_ = 0, reused_across_ = 0, decommits_ = 0;
+  std::atomic<std::size_t> retained_bytes_{0};  // mirrors retained_ for tick()'s lock-free check
 };
 
 }  // namespace v1
