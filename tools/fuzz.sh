@@ -10,7 +10,8 @@
 # where libFuzzer writes what it finds; the repository is never written to.
 # Crash reproducers land in build-fuzz/fuzz-artifacts; replay one with
 #   build-fuzz/test/fuzz/fuzz-handle build-fuzz/fuzz-artifacts/crash-...
-# Environment: FUZZ_BUILDDIR (default build-fuzz), FUZZ_ARGS (extra libFuzzer flags).
+# Environment: FUZZ_BUILDDIR (default build-fuzz), FUZZ_ARGS (extra libFuzzer flags),
+# FUZZ_JOBS (parallel compile jobs; default: ninja's).
 set -euo pipefail
 
 seconds=${1:-60}
@@ -32,7 +33,11 @@ opts=(-Dfuzzing=enabled -Db_sanitize=address,undefined -Db_lundef=false -Dchecke
 export CXX=${CXX:-clang++}
 if [[ -d "$builddir/meson-private" ]]; then
   # A folder configured with another compiler cannot be reconfigured to clang.
-  if grep -q '"id": "clang"' "$builddir/meson-info/intro-compilers.json" 2>/dev/null; then
+  # Meson 1.1+ names the compilers in intro-compilers.json; older versions
+  # (Debian 12 has 1.0.1) only in each target's entry of intro-targets.json.
+  # Without either match the folder is wiped and everything rebuilt.
+  if grep -qs '"id": "clang"' "$builddir/meson-info/intro-compilers.json" ||
+     grep -qs '"compiler": \["[^"]*clang++' "$builddir/meson-info/intro-targets.json"; then
     meson setup --reconfigure "$builddir" "${opts[@]}"
   else
     meson setup --wipe "$builddir" "${opts[@]}"
@@ -40,7 +45,7 @@ if [[ -d "$builddir/meson-private" ]]; then
 else
   meson setup "$builddir" "${opts[@]}"
 fi
-meson compile -C "$builddir" fuzz-handle
+meson compile -C "$builddir" ${FUZZ_JOBS:+-j "$FUZZ_JOBS"} fuzz-handle
 
 corpus="$builddir/fuzz-corpus"
 artifacts="$builddir/fuzz-artifacts"
