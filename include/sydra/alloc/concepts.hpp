@@ -118,6 +118,122 @@ concept LiveCounter = requires(P& p) {
   { p.live() } -> std::same_as<LeakReport>;
 };
 
+// ---- What a user sees when a policy is wrong ------------------------------------
+// The handle checks a policy rule by rule, each with its own static_assert
+// that names the rule and the fix, and then carries on with a stand-in
+// policy, so that one mistake gives one error, not pages of them.
+namespace detail {
+template <class P>
+concept HasName = requires {
+  { P::name } -> std::convertible_to<const char*>;
+};
+template <class P>
+concept HasParts = requires {
+  typename P::Shards;
+  typename P::Buckets;
+  typename P::Fallback;
+};
+template <class F>
+concept HasOptions = requires { typename F::Options; } && std::default_initializable<typename F::Options>;
+template <class F>
+concept FromOptions = HasOptions<F> && std::constructible_from<F, const typename F::Options&>;
+template <class F>
+concept HasAlloc = requires(F& f, std::size_t n) {
+  { f.alloc(n, n) } noexcept -> std::same_as<void*>;
+};
+template <class F>
+concept HasResize = requires(F& f, void* p, std::size_t n) {
+  { f.resize(p, n, n, n) } noexcept -> std::same_as<bool>;
+};
+template <class F>
+concept HasRemap = requires(F& f, void* p, std::size_t n) {
+  { f.remap(p, n, n, n) } noexcept -> std::same_as<void*>;
+};
+template <class F>
+concept HasFree = requires(F& f, void* p, std::size_t n) {
+  { f.free(p, n, n) } noexcept;
+};
+template <class F>
+concept HasBacking = requires(F& f) {
+  { f.backing_allocator() } noexcept -> std::same_as<Allocator>;
+};
+
+template <class P, template <class> class Rule>
+consteval bool part_ok(int which) {
+  if constexpr (!HasParts<P>) {
+    return true;  // reported once, by the parts rule
+  } else if (which == 0) {
+    return Rule<typename P::Shards>::value;
+  } else if (which == 1) {
+    return Rule<typename P::Buckets>::value;
+  } else {
+    return Rule<typename P::Fallback>::value;
+  }
+}
+template <class T>
+struct IsShardPolicy : std::bool_constant<ShardPolicy<T>> {};
+template <class T>
+struct IsBucketPolicy : std::bool_constant<BucketPolicy<T>> {};
+template <class F>
+constexpr bool fallback_rule(int rule) {
+  switch (rule) {
+    case 0: return HasOptions<F>;
+    case 1: return FromOptions<F>;
+    case 2: return HasAlloc<F>;
+    case 3: return HasResize<F>;
+    case 4: return HasRemap<F>;
+    case 5: return HasFree<F>;
+    default: return HasBacking<F>;
+  }
+}
+template <class P>
+consteval bool fallback_ok(int rule) {
+  if constexpr (!HasParts<P>) return true;
+  else return fallback_rule<typename P::Fallback>(rule);
+}
+
+template <class P>
+struct PolicyRules {
+  static_assert(HasName<P>, "sydra-alloc policy: needs `static constexpr const char* name = \"...\";` (it names the "
+                            "handle in stats and leak reports)");
+  static_assert(HasParts<P>, "sydra-alloc policy: needs three parts: `using Shards = ...; using Buckets = ...; using "
+                             "Fallback = ...;` (NoShards and NoBuckets when a part is not wanted)");
+  static_assert(part_ok<P, IsShardPolicy>(0), "sydra-alloc policy: Shards is not a ShardPolicy: use NoShards or "
+                                              "ThreadShards<ShardFeatures{...}> (docs/custom-policies.md)");
+  static_assert(part_ok<P, IsBucketPolicy>(1), "sydra-alloc policy: Buckets is not a BucketPolicy: use NoBuckets or "
+                                               "MutexBuckets<Lock, BucketFeatures{...}> (docs/custom-policies.md)");
+  static_assert(fallback_ok<P>(0), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs a nested "
+                                   "`Options` type that is default-constructible (an empty struct will do)");
+  static_assert(fallback_ok<P>(1), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs a constructor "
+                                   "`explicit Fallback(const Options&)`");
+  static_assert(fallback_ok<P>(2), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs "
+                                   "`void* alloc(std::size_t len, std::size_t align) noexcept`");
+  static_assert(fallback_ok<P>(3), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs "
+                                   "`bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) "
+                                   "noexcept`");
+  static_assert(fallback_ok<P>(4), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs "
+                                   "`void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) "
+                                   "noexcept`");
+  static_assert(fallback_ok<P>(5), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs "
+                                   "`void free(void* mem, std::size_t len, std::size_t align) noexcept`");
+  static_assert(fallback_ok<P>(6), "sydra-alloc policy: Fallback is not a FallbackPolicy: it needs "
+                                   "`sydra::alloc::Allocator backing_allocator() noexcept` (memory for the layers' "
+                                   "bookkeeping)");
+  static_assert(RegionSource<PolicyRegions<P>>, "sydra-alloc policy: Regions is not a RegionSource: it needs Options, "
+                                                "a constructor from Options, and noexcept reserve(n), release(p, n) and "
+                                                "decommit(p, n) (slab/regions.hpp)");
+};
+
+// A stand-in for a policy that broke a rule: the handle goes on compiling
+// with it, so that the rule's message is the only error.
+struct StandInPolicy {
+  static constexpr const char* name = "invalid policy";
+  using Shards = NoShards;
+  using Buckets = NoBuckets;
+  using Fallback = SystemHeap;
+};
+}  // namespace detail
+
 // A whole policy: three parts and a name.
 template <class P>
 concept HandlePolicy = requires {
@@ -127,6 +243,12 @@ concept HandlePolicy = requires {
   { P::name } -> std::convertible_to<const char*>;
 } && ShardPolicy<typename P::Shards> && BucketPolicy<typename P::Buckets> && FallbackPolicy<typename P::Fallback> &&
                        RegionSource<PolicyRegions<P>>;
+
+namespace detail {
+// The policy a handle compiles with: the user's, or after a broken rule the stand-in.
+template <class P>
+using ValidPolicy = std::conditional_t<HandlePolicy<P>, P, StandInPolicy>;
+}  // namespace detail
 
 }  // namespace v1
 }  // namespace sydra::alloc

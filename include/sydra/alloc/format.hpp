@@ -11,6 +11,7 @@
 
 #include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sydra::alloc {
@@ -25,16 +26,31 @@ Out format_lock_json(Out out, const LockStats& l) {
                         l.acquisitions, l.contended, l.wait_ns, l.max_wait_ns, l.hold_ns, l.hold_samples,
                         l.threshold_ns);
 }
+// A JSON string's contents: the policy's name is any C string.
+template <class Out>
+Out format_json_string(Out out, std::string_view text) {
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      *out++ = '\\';
+      *out++ = ch;
+    } else if (c < 0x20) {
+      out = fmt::format_to(out, "\\u{:04x}", c);
+    } else {
+      *out++ = ch;
+    }
+  }
+  return out;
+}
 }  // namespace detail
 
 inline std::string to_json(const Stats& s) {
   std::string out;
   auto it = std::back_inserter(out);
-  it = fmt::format_to(it,
-                      R"({{"version":{},"mode":"{}","has_buckets":{},"has_fallback":{},"has_shards":{},)"
-                      R"("has_memory":{},"classes":[{}],)",
-                      s.version, s.mode, s.has_buckets, s.has_fallback, s.has_shards, s.has_memory,
-                      fmt::join(s.classes, ","));
+  it = fmt::format_to(it, R"({{"version":{},"mode":")", s.version);
+  it = detail::format_json_string(it, s.mode);
+  it = fmt::format_to(it, R"(","has_buckets":{},"has_fallback":{},"has_shards":{},"has_memory":{},"classes":[{}],)",
+                      s.has_buckets, s.has_fallback, s.has_shards, s.has_memory, fmt::join(s.classes, ","));
   it = fmt::format_to(it, R"("buckets":[)");
   for (std::size_t i = 0; i < s.buckets.size(); ++i) {
     const BucketStats& b = s.buckets[i];
@@ -149,16 +165,23 @@ struct fmt::formatter<sydra::alloc::Stats> {
     auto out = ctx.out();
     out = fmt::format_to(out, "sydra-alloc stats v{} (mode {})\n", s.version, s.mode);
     if (s.has_buckets) {
-      out = fmt::format_to(out, "buckets (threads without a shard: per-CPU caches, then a lock per batch)\n");
-      out = fmt::format_to(out, "{:>6} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>7} {:>6} {:>11} {:>10} {:>9} {:>10} {:>11} {:>10}\n",
+      // The lock columns are lock.<field>; the threshold is the same for every bucket.
+      out = fmt::format_to(out,
+                           "buckets (threads without a shard: per-CPU caches, then a lock per batch; lock.threshold_ns "
+                           "{})\n",
+                           s.buckets.empty() ? 0 : s.buckets.front().lock.threshold_ns);
+      out = fmt::format_to(out, "{:>6} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>7} {:>6} {:>11} {:>10} {:>9} {:>10} {:>11} {:>10} {:>12}\n",
                            "size", "allocations", "frees", "in_use", "high_water", "refills", "flushes", "cached",
-                           "slabs", "free_blocks", "lock.acq", "contended", "wait_ns", "max_wait_ns", "hold_ns");
+                           "slabs", "free_blocks", "lock.acq", "contended", "wait_ns", "max_wait_ns", "hold_ns",
+                           "hold_samples");
       for (const auto& b : s.buckets) {
+        // All zero: nothing allocated, no slab, the lock never taken (every
+        // other counter of the row implies one of these).
         if (!all_rows && b.allocations == 0 && b.slabs == 0 && b.lock.acquisitions == 0) continue;
-        out = fmt::format_to(out, "{:>6} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>7} {:>6} {:>11} {:>10} {:>9} {:>10} {:>11} {:>10}\n",
+        out = fmt::format_to(out, "{:>6} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>7} {:>6} {:>11} {:>10} {:>9} {:>10} {:>11} {:>10} {:>12}\n",
                              b.size, b.allocations, b.frees, b.in_use, b.high_water, b.refills, b.flushes, b.cached,
                              b.slabs, b.free_blocks, b.lock.acquisitions, b.lock.contended, b.lock.wait_ns,
-                             b.lock.max_wait_ns, b.lock.hold_ns);
+                             b.lock.max_wait_ns, b.lock.hold_ns, b.lock.hold_samples);
       }
     }
     if (s.has_fallback) {
@@ -190,7 +213,7 @@ struct fmt::formatter<sydra::alloc::Stats> {
       out = fmt::format_to(out, "\n");
       for (const auto& sh : h.shards) {
         if (!all_rows && sh.alloc_hits == 0 && sh.backlog == 0 && sh.reserved_bytes == 0 && !sh.owned) continue;
-        out = fmt::format_to(out, "{:>6} {:>6} {:>12} {:>9} {:>14} | {:>15}", sh.index, sh.owned ? "yes" : "no",
+        out = fmt::format_to(out, "{:>6} {:>6} {:>12} {:>9} {:>14} | {:>16}", sh.index, sh.owned ? "yes" : "no",
                              sh.alloc_hits, sh.backlog, sh.reserved_bytes, "");
         for (const auto& c : sh.classes) out = fmt::format_to(out, " {:>7}", c.in_use);
         out = fmt::format_to(out, "\n");
@@ -200,9 +223,11 @@ struct fmt::formatter<sydra::alloc::Stats> {
       const auto& m = s.memory;
       out = fmt::format_to(out,
                            "memory: reserved_bytes {} committed_bytes {} in_use_bytes {} retained_bytes {} "
-                           "decommitted_bytes {} metadata_bytes {} | slabs_reused_across_classes {} decommits {}\n",
-                           m.reserved_bytes, m.committed_bytes, m.in_use_bytes, m.retained_bytes, m.decommitted_bytes,
-                           m.metadata_bytes, m.slabs_reused_across_classes, m.decommits);
+                           "(retain_budget_bytes {}) decommitted_bytes {} metadata_bytes {} chunks {} | "
+                           "slabs_reused_across_classes {} decommits {}\n",
+                           m.reserved_bytes, m.committed_bytes, m.in_use_bytes, m.retained_bytes,
+                           m.retain_budget_bytes, m.decommitted_bytes, m.metadata_bytes, m.chunks,
+                           m.slabs_reused_across_classes, m.decommits);
     }
     for (const std::string& line : sa::read_stats(s)) out = fmt::format_to(out, "reading: {}\n", line);
     return out;

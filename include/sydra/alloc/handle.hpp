@@ -24,10 +24,12 @@
 namespace sydra::alloc {
 inline namespace v1 {
 
-template <HandlePolicy Policy>
-class BasicAllocatorHandle {
+template <class UserPolicy>
+class BasicAllocatorHandle : detail::PolicyRules<UserPolicy> {  // one readable error per broken rule
+  using Policy = detail::ValidPolicy<UserPolicy>;
+
  public:
-  using PolicyType = Policy;
+  using PolicyType = UserPolicy;
   using Classes = PolicyClasses<Policy>;
   using Regions = PolicyRegions<Policy>;
   static constexpr bool pooled = Policy::Shards::enabled || Policy::Buckets::enabled;

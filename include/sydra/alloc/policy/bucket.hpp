@@ -53,7 +53,7 @@ struct NoBuckets {
   };
 };
 
-template <class Ctx, BucketLock Lock, BucketFeatures Features>
+template <class Ctx, class Lock, BucketFeatures Features>
 class BucketLayer {
  public:
   static constexpr bool enabled = true;
@@ -327,8 +327,11 @@ class BucketLayer {
   std::array<Bucket, Classes::count> buckets_;
 };
 
-template <BucketLock Lock = TimedLock<>, BucketFeatures Features = BucketFeatures{}>
+template <class Lock = TimedLock<>, BucketFeatures Features = BucketFeatures{}>
 struct MutexBuckets {
+  static_assert(BucketLock<Lock>,
+                "MutexBuckets<Lock>: Lock must be PlainLock<Mutex> (no timing) or TimedLock<Mutex> (wait and hold "
+                "times); for std::mutex write MutexBuckets<PlainLock<std::mutex>>");
   static constexpr bool enabled = true;
   using LockType = Lock;
   template <class Ctx>

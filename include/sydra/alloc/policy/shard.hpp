@@ -265,7 +265,7 @@ class ShardLayer final : public detail::ThreadHost {
     std::size_t n = 0;
     if (Binding* b = binding()) {
       if (b->shard != nullptr) publish_all(*b->shard);
-      if constexpr (Features.epochs) bags_.seal(b->bag);
+      if constexpr (Features.epochs) bags_.seal_only(b->bag);  // advanced and collected once, below
     }
     if constexpr (Features.epochs) {
       epochs_.advance();
