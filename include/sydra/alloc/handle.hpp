@@ -25,7 +25,8 @@ namespace sydra::alloc {
 inline namespace v1 {
 
 template <class UserPolicy>
-class BasicAllocatorHandle : detail::PolicyRules<UserPolicy> {  // one readable error per broken rule
+class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable error per broken rule
+                             detail::TableRules<UserPolicy> {
   using Policy = detail::ValidPolicy<UserPolicy>;
 
  public:

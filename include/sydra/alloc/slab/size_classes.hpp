@@ -133,7 +133,7 @@ struct SizeClassTable {
   static_assert(sizes.front() >= 16, "size classes: the smallest class must be at least 16 bytes (a link and an epoch)");
   static_assert(max_size <= max_class_size,
                 "size classes: the largest class must leave at least 8 blocks in a 64 KiB slab (at most 8192 bytes)");
-  static_assert(detail::waste_bounded<sizes>(),
+  static_assert(!detail::strictly_increasing<sizes>() || detail::waste_bounded<sizes>(),
                 "size classes: worst-case internal waste must stay under 50% (each class < 2 x its predecessor + 1)");
 
   // len -> class for alignment <= 8: one entry per 8-byte step.
@@ -188,19 +188,46 @@ struct SizeClassTable {
 
 using SeedClasses = SizeClassTable<SizeClassesFrom<seed_spec>>;
 
-// The table a policy names: Policy::Classes (a SizeClassList or any type with
-// sizes()), else Policy::classes (a SizeClassSpec), else the seed's.
-template <class Policy>
-consteval auto pick_size_classes() {
-  if constexpr (requires { Policy::Classes::sizes(); })
-    return static_cast<SizeClassTable<typename Policy::Classes>*>(nullptr);
-  else if constexpr (requires { SizeClassSpec{Policy::classes}; })
-    return static_cast<SizeClassTable<SizeClassesFrom<SizeClassSpec{Policy::classes}>>*>(nullptr);
-  else
-    return static_cast<SeedClasses*>(nullptr);
+namespace detail {
+// Every rule SizeClassTable asserts, as one answer, without asserting.
+template <class Source>
+consteval bool table_ok() {
+  constexpr auto sizes = Source::sizes();
+  if constexpr (sizes.size() < 1 || sizes.size() > 255) {
+    return false;
+  } else {
+    return strictly_increasing<sizes>() && multiples_of_pool_alignment<sizes>() && sizes.front() >= 16 &&
+           sizes.back() <= max_class_size && waste_bounded<sizes>();
+  }
 }
 template <class Policy>
-using PolicyClasses = std::remove_pointer_t<decltype(pick_size_classes<Policy>())>;
+consteval auto pick_source() {
+  if constexpr (requires { Policy::Classes::sizes(); })
+    return static_cast<typename Policy::Classes*>(nullptr);
+  else if constexpr (requires { SizeClassSpec{Policy::classes}; })
+    return static_cast<SizeClassesFrom<SizeClassSpec{Policy::classes}>*>(nullptr);
+  else
+    return static_cast<SizeClassesFrom<seed_spec>*>(nullptr);
+}
+template <class Policy>
+using PolicySource = std::remove_pointer_t<decltype(pick_source<Policy>())>;
+}  // namespace detail
+
+// The table a policy names: Policy::Classes (a SizeClassList or any type with
+// sizes()), else Policy::classes (a SizeClassSpec), else the seed's. A table
+// that breaks a rule fails with that rule's static_assert (TableRules below)
+// and the handle compiles on with the seed's table, so there is one error.
+template <class Policy>
+using PolicyClasses = std::conditional_t<detail::table_ok<detail::PolicySource<Policy>>(),
+                                         SizeClassTable<detail::PolicySource<Policy>>, SeedClasses>;
+
+namespace detail {
+// Instantiating the table is what fires its rules' static_asserts.
+template <class Policy>
+struct TableRules {
+  static_assert(sizeof(SizeClassTable<PolicySource<Policy>>) != 0);  // instantiates the table: its rules fire here
+};
+}  // namespace detail
 
 // Fallback size histogram (seed: fallback_bucket_bounds) plus one overflow bin.
 inline constexpr std::array<std::size_t, 8> fallback_bounds{64, 128, 256, 512, 1024, 2048, 4096, 8192};
