@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the library in the configured mode (default: small_pool) and runs the
-# demo, which allocates through sydra::alloc::AllocatorHandle and prints its
-# stats. Pass Meson options to change the mode, e.g.
+# demo (examples/demo.cpp): an in-memory time-series store on
+# sydra::alloc::AllocatorHandle, writers and readers for two seconds, then its
+# stats and a reading of them. Pass Meson options to change the mode, e.g.
 #   ./tools/demo.sh -Dallocator_mode=mimalloc
+# and run build-demo/examples/demo directly for its own options
+# (--seconds N, --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/deps.sh demo
