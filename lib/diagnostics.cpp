@@ -16,6 +16,7 @@ const char* to_string(Misuse kind) noexcept {
     case Misuse::size_mismatch: return "size mismatch";
     case Misuse::alignment_mismatch: return "alignment mismatch";
     case Misuse::bad_request: return "bad request";
+    case Misuse::corrupted_free_list: return "corrupted free list";
   }
   return "misuse";
 }

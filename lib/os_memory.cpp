@@ -2,6 +2,7 @@
 #include <sydra/alloc/pal/os_memory.hpp>
 
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -33,6 +34,18 @@ void release(void* p, std::size_t bytes) noexcept {
 }
 
 bool decommit(void* p, std::size_t bytes) noexcept { return ::madvise(p, bytes, MADV_DONTNEED) == 0; }
+
+std::uint64_t process_secret() noexcept {
+  static const std::uint64_t secret = [] {
+    std::uint64_t v = 0;
+    if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof v)) {
+      // No entropy source: mix what differs between runs (ASLR'd addresses, time).
+      v = reinterpret_cast<std::uintptr_t>(&v) * 0x9E3779B97F4A7C15ull ^ __builtin_ia32_rdtsc();
+    }
+    return v | 1;  // never 0: a canary of 0 would match zeroed memory
+  }();
+  return secret;
+}
 
 std::size_t resident_bytes() noexcept {
   std::FILE* f = std::fopen("/proc/self/status", "r");

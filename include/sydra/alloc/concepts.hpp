@@ -37,10 +37,11 @@ namespace sydra::alloc {
 inline namespace v1 {
 
 // What the pooled layers are instantiated with.
-template <class ClassesT, class PoolT>
+template <class ClassesT, class PoolT, bool Hardened = false>
 struct PoolContext {
   using Classes = ClassesT;
   using Pool = PoolT;
+  static constexpr bool hardened = Hardened;  // links encoded and checked (see slab_meta.hpp's Links)
 };
 
 namespace detail {
@@ -65,6 +66,12 @@ consteval auto pick_regions() {
   else return static_cast<OsRegions*>(nullptr);
 }
 }  // namespace detail
+// A policy is hardened if it says `static constexpr bool hardened = true;`.
+template <class Policy>
+consteval bool policy_hardened() {
+  if constexpr (requires { { Policy::hardened } -> std::convertible_to<bool>; }) return Policy::hardened;
+  else return false;
+}
 // Where a policy's slabs come from: Policy::Regions, else the OS.
 template <class Policy>
 using PolicyRegions = std::remove_pointer_t<decltype(detail::pick_regions<Policy>())>;

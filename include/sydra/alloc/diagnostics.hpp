@@ -17,6 +17,7 @@ enum class Misuse {
   size_mismatch,
   alignment_mismatch,
   bad_request,
+  corrupted_free_list,  // hardened policies: a link inside a freed block was overwritten
 };
 
 const char* to_string(Misuse kind) noexcept;

@@ -35,7 +35,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   using Regions = PolicyRegions<Policy>;
   static constexpr bool pooled = Policy::Shards::enabled || Policy::Buckets::enabled;
   using Pool = std::conditional_t<pooled, SlabPool<Regions>, detail::NoPool>;
-  using Ctx = PoolContext<Classes, Pool>;
+  static constexpr bool hardened = policy_hardened<Policy>();
+  using Ctx = PoolContext<Classes, Pool, hardened>;
   using Shards = typename Policy::Shards::template Layer<Ctx>;
   using Buckets = typename Policy::Buckets::template Layer<Ctx>;
   using Fallback = typename Policy::Fallback;
@@ -113,12 +114,14 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         if (SYDRA_LIKELY(len != 0 && m->handle == this &&
                          Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
                                                   m->size_class))) {
+          if constexpr (hardened) mark_freed(mem);  // aborts if it already was
           if constexpr (Shards::enabled) {
             if (m->kind == SlabKind::shard && shards_.free_fast(m, mem)) return;  // the owner's magazine
           }
           if constexpr (Buckets::enabled) {
             if (m->kind == SlabKind::bucket) return buckets_.free(m, mem);  // this CPU's cache
           }
+          return route_pooled(m, mem, len, align);  // checked and marked: a remote or slow free
         }
       }
       return free_pooled(m, mem, len, align);
@@ -262,8 +265,11 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       free(mem, len, align);
       return true;
     }
-    if constexpr (checked) {  // diagnose a bad pointer now; the live bit clears at the real free
-      if (SlabMeta* m = Pagemap::lookup(mem)) check_block(m, mem, len, align, false);
+    if constexpr (checked || hardened) {  // diagnose a bad pointer now; the live bit clears at the real free
+      if (SlabMeta* m = Pagemap::lookup(mem)) {
+        check_block(m, mem, len, align, false);
+        if constexpr (hardened) check_not_freed(mem);
+      }
     }
     return shards_.retire(mem, len, align);
   }
@@ -336,8 +342,35 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if (mem == nullptr || len == 0) return;
     fallback_.free(mem, len, normalize_align(align));
   }
-  // Checked builds mark each pooled block live, so a second free is caught.
+  // Hardened policies: a freed pooled block carries a canary in its first
+  // word (the per-process secret mixed with its address), written by the free
+  // and cleared when the block is handed out again. A free that finds its
+  // canary already there is a double free. It catches a second free while the
+  // block sits in a magazine or a per-CPU cache (where a double free usually
+  // lands); once the block is back on a free list its first word is a link
+  // (encoded and checked: see Links), and a second free then goes unnoticed.
+  static std::uint64_t canary(const void* p) noexcept {
+    return pal::process_secret() ^ reinterpret_cast<std::uintptr_t>(p) ^ 0xF4EEDB10CCull;
+  }
+  SYDRA_NO_ASAN static void mark_freed(void* p) noexcept {
+    track::link_access_begin(p, sizeof(std::uint64_t));
+    auto* word = static_cast<volatile std::uint64_t*>(p);
+    const bool again = *word == canary(p);
+    if (!again) *word = canary(p);
+    track::link_access_end(p, sizeof(std::uint64_t));
+    if (again) misuse(Misuse::double_free, "pooled block freed twice (hardened policy)", p, 0, 0);
+  }
+  SYDRA_NO_ASAN static void check_not_freed(void* p) noexcept {  // retire(): read, never write
+    track::link_access_begin(p, sizeof(std::uint64_t));
+    const bool again = *static_cast<volatile std::uint64_t*>(p) == canary(p);
+    track::link_access_end(p, sizeof(std::uint64_t));
+    if (again) misuse(Misuse::double_free, "retire of a freed pooled block (hardened policy)", p, 0, 0);
+  }
+
+  // Checked builds mark each pooled block live, so a second free is caught;
+  // hardened policies clear the freed-block canary.
   SYDRA_FAST_PATH void* pooled_out(void* p) noexcept {
+    if constexpr (hardened) *static_cast<std::uint64_t*>(p) = 0;
 #if SYDRA_ALLOC_CHECKED
     SlabMeta* m = Pagemap::lookup(p);
     m->mark_live(static_cast<std::size_t>(static_cast<char*>(p) - m->base) / m->block_size, true);
@@ -348,6 +381,10 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   SYDRA_SLOW_PATH void free_pooled(SlabMeta* m, void* mem, std::size_t len, std::size_t align) noexcept {
     if (len == 0) return;
     check_block(m, mem, len, align, true);
+    if constexpr (hardened) mark_freed(mem);
+    route_pooled(m, mem, len, align);
+  }
+  SYDRA_SLOW_PATH void route_pooled(SlabMeta* m, void* mem, std::size_t len, std::size_t align) noexcept {
     if constexpr (Shards::enabled) {
       if (m->kind == SlabKind::shard) return shards_.free(m, mem);
     }

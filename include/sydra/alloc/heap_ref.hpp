@@ -51,6 +51,7 @@ namespace detail {
 template <ContractHeap Handle>
 class HeapRef {
  public:
+  using Source = Handle&;  // what an adapter of this form is made from
   explicit HeapRef(Handle& h) noexcept : h_(&h) {}
 
   SYDRA_FAST_PATH void* alloc(std::size_t len, std::size_t align) const noexcept { return h_->alloc(len, align); }
@@ -72,6 +73,7 @@ class HeapRef {
 template <>
 class HeapRef<Allocator> {
  public:
+  using Source = Allocator;
   explicit HeapRef(Allocator a) noexcept : a_(a) {}
 
   SYDRA_FAST_PATH void* alloc(std::size_t len, std::size_t align) const noexcept { return a_.alloc(len, align); }

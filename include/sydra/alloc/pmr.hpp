@@ -73,17 +73,16 @@ class BasicMemoryResource final : public detail::HeapResource {
   using handle_type = Handle;
   static constexpr bool erased = std::is_same_v<Handle, Allocator>;
 
-  explicit BasicMemoryResource(Allocator a) noexcept
-    requires erased
-      : HeapResource(a), ref_(a) {}
-  // The handle must outlive every container that allocates from the resource.
-  explicit BasicMemoryResource(Handle& h) noexcept
-    requires(!erased)
-      : HeapResource(Allocator::of(h)), ref_(h) {}
+  // Made from an Allocator (erased) or a Handle& (concrete), as StlAllocator
+  // is; the heap must outlive every container that allocates from it.
+  using source_type = typename detail::HeapRef<Handle>::Source;
+  explicit BasicMemoryResource(source_type heap) noexcept
+      : HeapResource(detail::HeapRef<Handle>(heap).erased()), ref_(heap) {}
 
-  Handle& handle() const noexcept
-    requires(!erased)
-  {
+  // The concrete form's handle (see StlAllocator::handle).
+  template <class H = Handle>
+    requires(std::is_same_v<H, Handle> && !erased)
+  H& handle() const noexcept {
     return ref_.handle();
   }
 

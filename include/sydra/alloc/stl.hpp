@@ -81,14 +81,13 @@ class StlAllocator {
   using propagate_on_container_swap = std::true_type;
   using is_always_equal = std::false_type;
 
-  // The erased form over an Allocator; the concrete form over a handle, which
-  // must outlive every container that allocates from it.
-  explicit StlAllocator(Allocator a) noexcept
-    requires erased
-      : ref_(a) {}
-  explicit StlAllocator(Handle& h) noexcept
-    requires(!erased)
-      : ref_(h) {}
+  // The erased form is made from an Allocator, the concrete form from a
+  // Handle&; either heap must outlive every container that allocates from it.
+  // (One constructor over the form's source type rather than two constrained
+  // ones: Clang 14 instantiates a constrained member whose constraint fails
+  // in an explicit instantiation of the class.)
+  using source_type = typename detail::HeapRef<Handle>::Source;
+  explicit StlAllocator(source_type heap) noexcept : ref_(heap) {}
 
   // Rebinding, as containers do for their nodes: the same heap, another T.
   template <class U>
@@ -113,9 +112,11 @@ class StlAllocator {
 
   // The heap, type-erased (the concrete form's handle through its table).
   Allocator allocator() const noexcept { return ref_.erased(); }
-  Handle& handle() const noexcept
-    requires(!erased)
-  {
+  // The concrete form's handle (a template only so that the erased form,
+  // which has none, can still be instantiated explicitly).
+  template <class H = Handle>
+    requires(std::is_same_v<H, Handle> && !erased)
+  H& handle() const noexcept {
     return ref_.handle();
   }
 

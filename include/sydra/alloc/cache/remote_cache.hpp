@@ -22,6 +22,7 @@
 namespace sydra::alloc {
 inline namespace v1 {
 
+template <bool Hardened = false>
 class RemoteCache {
  public:
   static constexpr unsigned ways = 16;
@@ -46,7 +47,7 @@ class RemoteCache {
       b.cls = cls;
     }
     auto* n = static_cast<FreeNode*>(block);
-    store_link(n, b.head, 0);
+    Links<Hardened>::store_link(n, b.head, 0);
     b.head = n;
     if (b.tail == nullptr) b.tail = n;
     if (++b.count >= batch_limit) emit(b, publish);

@@ -10,6 +10,7 @@
 #include <sydra/alloc/platform.hpp>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace sydra::alloc {
 inline namespace v1 {
@@ -29,6 +30,10 @@ void release(void* p, std::size_t bytes) noexcept;
 // next touch reads zeros. Returns false if the kernel refused (the memory is
 // then still committed, which is safe, merely not returned).
 bool decommit(void* p, std::size_t bytes) noexcept;
+
+// A random 64-bit value, the same for the whole process (hardened policies
+// key their free-list encoding and freed-block canaries with it). Never 0.
+std::uint64_t process_secret() noexcept;
 
 // Bytes of this process's resident memory (VmRSS), or 0 if /proc is missing.
 // For tests and stats only: it reads a file.

@@ -174,7 +174,7 @@ class BucketLayer {
   struct alignas(64) Bucket {
     Lock lock;
     std::uint32_t xfer_count = 0;
-    ClassSlabs slabs;
+    ClassSlabs<Ctx::hardened> slabs;
     Counter<Features.stats> direct_allocs, direct_frees, refills, flushes, high_water;
     void* xfer[xfer_capacity];
   };
@@ -209,7 +209,7 @@ class BucketLayer {
     unsigned got = 0;
     while (got < n && b.xfer_count != 0) out[got++] = b.xfer[--b.xfer_count];
     if (got < n) {
-      got += b.slabs.take(pool_, ClassSlabs::Identity{SlabKind::bucket, &b, cls, Classes::sizes[cls]}, n - got,
+      got += b.slabs.take(pool_, SlabIdentity{SlabKind::bucket, &b, cls, Classes::sizes[cls]}, n - got,
                           out + got);
     }
     return got;

@@ -79,6 +79,8 @@ class ShardLayer final : public detail::ThreadHost {
   static constexpr bool keeps_stats = Features.stats;
   using Classes = typename Ctx::Classes;
   using Pool = typename Ctx::Pool;
+  using L = Links<Ctx::hardened>;
+  using Remote = RemoteCache<Ctx::hardened>;
   static constexpr std::uint32_t max_magazine = 64;
   static constexpr std::size_t binding_bytes = 32;  // a thread's binding, from the backing heap (checked below)
 
@@ -383,9 +385,9 @@ class ShardLayer final : public detail::ThreadHost {
     explicit Shard(std::uint32_t i) noexcept : index(i) {}
     std::array<MagState, Classes::count> mag{};
     std::array<std::array<void*, max_magazine>, Classes::count> slots;  // the magazines' blocks, owner only
-    std::array<ClassSlabs, Classes::count> slabs{};
+    std::array<ClassSlabs<Ctx::hardened>, Classes::count> slabs{};
     std::array<std::atomic<std::uint64_t>, Classes::count> slab_count{};
-    RemoteCache remote;
+    Remote remote;
     std::array<Counter<>, Classes::count> remote_out{};  // the owner's frees of other shards' blocks
     std::array<Counter<>, Classes::count> published{};   // of those, published to their owners
     std::uint32_t index;
@@ -505,7 +507,7 @@ class ShardLayer final : public detail::ThreadHost {
     std::uint64_t w = m.word.load(std::memory_order_relaxed);
     unsigned moved = 0;
     while (n != nullptr) {
-      FreeNode* next = load_next(n);
+      FreeNode* next = L::load_next(n);
       if ((w & count_mask) < m.cap) {
         s.slots[cls][w & count_mask] = n;
         ++w;
@@ -537,7 +539,7 @@ class ShardLayer final : public detail::ThreadHost {
     if (mine != nullptr) {  // batched with this thread's other frees to that shard
       mine->remote_out[cls].bump();  // before the add: a publish may follow at once
       mine->remote.add(&owner, owner.index, cls, p, batch_[cls],
-                       [this, mine](RemoteCache::Batch& batch) { publish(*mine, batch); });
+                       [this, mine](typename Remote::Batch& batch) { publish(*mine, batch); });
       return;
     }
     // No shard here: one block, published at once.
@@ -569,9 +571,9 @@ class ShardLayer final : public detail::ThreadHost {
   }
 
   void publish_all(Shard& s) noexcept {
-    s.remote.flush([this, &s](RemoteCache::Batch& batch) { publish(s, batch); });
+    s.remote.flush([this, &s](typename Remote::Batch& batch) { publish(s, batch); });
   }
-  void publish(Shard& from, RemoteCache::Batch& batch) noexcept {
+  void publish(Shard& from, typename Remote::Batch& batch) noexcept {
     from.published[batch.cls].bump(batch.count);  // before the destination counts it: see totals()
     publish_chain(*static_cast<Shard*>(batch.dest), batch.cls, batch.head, batch.tail, batch.count);
   }
@@ -582,14 +584,14 @@ class ShardLayer final : public detail::ThreadHost {
     in.deferred_count.add(count);
     std::uint64_t stamp = 1;
     if constexpr (Features.epochs) stamp = epochs_.current();
-    store_link(head, head == tail ? nullptr : load_next(head), stamp);
+    L::store_link(head, head == tail ? nullptr : L::load_next(head), stamp);
     push_chain(in.deferred, head, tail);
   }
 
   static void push_chain(std::atomic<FreeNode*>& stack, FreeNode* head, FreeNode* tail) noexcept {
     FreeNode* old = stack.load(std::memory_order_relaxed);
     do {
-      store_next(tail, old);
+      L::store_next(tail, old);
     } while (!stack.compare_exchange_weak(old, head, std::memory_order_release, std::memory_order_relaxed));
   }
 
@@ -614,8 +616,8 @@ class ShardLayer final : public detail::ThreadHost {
     std::size_t moved = 0;
     bool reclaim = false;
     for (FreeNode* n = all; n != nullptr;) {
-      FreeNode* next = load_next(n);
-      const std::uint64_t stamp = load_epoch(n);
+      FreeNode* next = L::load_next(n);
+      const std::uint64_t stamp = L::load_epoch(n);
       if (stamp != 0) reclaim = EpochDomain::reclaimable(stamp, safe_below);  // a batch's first block
       FreeNode*& head = reclaim ? ready_head : keep_head;
       FreeNode*& tail = reclaim ? ready_tail : keep_tail;
@@ -623,13 +625,13 @@ class ShardLayer final : public detail::ThreadHost {
         if constexpr (checked) junk_fill(n, Classes::sizes[cls]);
         ++moved;
       }
-      if (tail != nullptr) store_next(tail, n);
+      if (tail != nullptr) L::store_next(tail, n);
       else head = n;
       tail = n;
       n = next;
     }
     if (ready_head != nullptr) {
-      store_next(ready_tail, nullptr);
+      L::store_next(ready_tail, nullptr);
       push_chain(in.ready, ready_head, ready_tail);
       in.reclaimed.add(moved);
     }
@@ -651,7 +653,7 @@ class ShardLayer final : public detail::ThreadHost {
     track::link_access_end(n, size);
   }
 
-  ClassSlabs::Identity identity(Shard& s, unsigned cls) noexcept {
+  SlabIdentity identity(Shard& s, unsigned cls) noexcept {
     return {SlabKind::shard, &s, cls, Classes::sizes[cls]};
   }
   void note_slabs(Shard& s, unsigned cls) noexcept {

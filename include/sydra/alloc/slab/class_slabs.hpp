@@ -16,14 +16,20 @@
 namespace sydra::alloc {
 inline namespace v1 {
 
+// Who a new slab is for: its owner and its class.
+struct SlabIdentity {
+  SlabKind kind;
+  void* owner;
+  unsigned cls;
+  std::uint32_t block_size;
+};
+
+template <bool Hardened = false>
 class ClassSlabs {
+  using L = Links<Hardened>;
+
  public:
-  struct Identity {
-    SlabKind kind;
-    void* owner;
-    unsigned cls;
-    std::uint32_t block_size;
-  };
+  using Identity = SlabIdentity;
 
   // Takes up to n blocks, fewest slabs first (free lists, then never-carved
   // space, then a new slab). Returns how many it took: fewer than n only when
@@ -41,7 +47,7 @@ class ClassSlabs {
       }
       unsigned took = 0;
       for (FreeNode* f = m->free; f != nullptr && got < n; f = m->free) {
-        m->free = load_next(f);
+        m->free = L::load_next(f);
         out[got++] = f;
         ++took;
       }
@@ -60,7 +66,7 @@ class ClassSlabs {
   template <class Pool>
   void give(Pool& pool, SlabMeta* m, void* block) noexcept {
     auto* f = static_cast<FreeNode*>(block);
-    store_next(f, m->free);
+    L::store_next(f, m->free);
     m->free = f;
     const std::uint32_t used = m->used.load(std::memory_order_relaxed) - 1;
     m->used.store(used, std::memory_order_relaxed);

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <sydra/alloc/allocator.hpp>
+#include <sydra/alloc/diagnostics.hpp>
+#include <sydra/alloc/pal/os_memory.hpp>
+#include <sydra/alloc/slab/pagemap.hpp>
 #include <sydra/alloc/slab/sanitizer.hpp>
 #include <sydra/alloc/slab/size_classes.hpp>
 
@@ -102,6 +105,51 @@ SYDRA_NO_ASAN inline std::uint64_t load_epoch(FreeNode* n) noexcept {
   track::link_access_end(n, sizeof(FreeNode));
   return e;
 }
+
+// How a pool stores links inside freed blocks. Plain: as they are. Hardened
+// (a policy's opt-in, mimalloc's secure mode is the model): each link and
+// epoch stamp is xor-ed with a per-process secret and the node's address, and
+// every link read is checked to point into a slab, so that a stray write into
+// a freed block (a use after free, an overflow) aborts as a corrupted free
+// list instead of steering the allocator to an address of its choosing.
+template <bool Hardened>
+struct Links {
+  SYDRA_FAST_PATH static FreeNode* load_next(FreeNode* n) noexcept { return decode(n, sydra::alloc::load_next(n)); }
+  SYDRA_FAST_PATH static void store_next(FreeNode* n, FreeNode* next) noexcept {
+    sydra::alloc::store_next(n, encode(n, next));
+  }
+  SYDRA_FAST_PATH static void store_link(FreeNode* n, FreeNode* next, std::uint64_t epoch) noexcept {
+    sydra::alloc::store_link(n, encode(n, next), Hardened ? epoch ^ key(n) : epoch);
+  }
+  SYDRA_FAST_PATH static std::uint64_t load_epoch(FreeNode* n) noexcept {
+    const std::uint64_t e = sydra::alloc::load_epoch(n);
+    return Hardened ? e ^ key(n) : e;
+  }
+
+ private:
+  static std::uint64_t key(const FreeNode* n) noexcept {
+    return pal::process_secret() ^ reinterpret_cast<std::uintptr_t>(n);
+  }
+  SYDRA_FAST_PATH static FreeNode* encode(FreeNode* n, FreeNode* next) noexcept {
+    if constexpr (!Hardened) {
+      (void)n;
+      return next;
+    } else {
+      return reinterpret_cast<FreeNode*>(reinterpret_cast<std::uintptr_t>(next) ^ key(n));
+    }
+  }
+  SYDRA_FAST_PATH static FreeNode* decode(FreeNode* n, FreeNode* raw) noexcept {
+    if constexpr (!Hardened) {
+      (void)n;
+      return raw;
+    } else {
+      auto* next = reinterpret_cast<FreeNode*>(reinterpret_cast<std::uintptr_t>(raw) ^ key(n));
+      if (next != nullptr && ((reinterpret_cast<std::uintptr_t>(next) & 7) != 0 || Pagemap::lookup(next) == nullptr))
+        report_misuse(Misuse::corrupted_free_list, "a link inside a freed block was overwritten", n, 0, 0);
+      return next;
+    }
+  }
+};
 
 }  // namespace v1
 }  // namespace sydra::alloc
