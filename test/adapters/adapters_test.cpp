@@ -36,6 +36,13 @@
 
 namespace sa = sydra::alloc;
 
+// Both forms instantiate whole, as a library that pins them in one object
+// file would do it.
+template class sa::StlAllocator<int>;
+template class sa::StlAllocator<int, sa::AllocatorHandle>;
+template class sa::BasicMemoryResource<sa::Allocator>;
+template class sa::BasicMemoryResource<sa::AllocatorHandle>;
+
 namespace {
 
 using PoolHandle = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
@@ -546,7 +553,8 @@ TEST(PmrAdapter, ZeroBytesAlignmentAndFailures) {
       EXPECT_EQ(reinterpret_cast<std::uintptr_t>(q) % align, 0u) << align;
       r->deallocate(q, 100, align);
     }
-    EXPECT_THROW((void)r->allocate(64, 24), std::bad_alloc);  // not a power of two
+    volatile std::size_t odd_align = 24;  // volatile: the compilers would warn about a constant
+    EXPECT_THROW((void)r->allocate(64, odd_align), std::bad_alloc);  // not a power of two
     volatile std::size_t too_big = sa::max_request + 1;  // volatile: GCC would warn about a constant
     EXPECT_THROW((void)r->allocate(too_big, 8), std::bad_alloc);
     r->deallocate(z2, 0, 8);

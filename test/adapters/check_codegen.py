@@ -8,9 +8,13 @@ The probe's functions are found by name in `objdump -d -r -C` output:
 - clean: every `sydra_probe_*` function that is not a control, and
   BasicMemoryResource<BasicAllocatorHandle<...>>::do_allocate / do_deallocate,
   must contain no indirect call or jump (x86-64: `call *`, `jmp *`; AArch64:
-  `blr`, `br`). Direct calls are allowed and listed: on the pooled path there
-  is none but the handle's out-of-line slow paths (alloc_slow, free_pooled,
-  the fallback) and the throw helpers, which sit behind its branches.
+  `blr`, `br`), and neither may any function of the object they reach by
+  direct calls, short of the handle's out-of-line slow paths and the throw
+  helpers (SLOW below: they sit behind the fast path's branches, and some do
+  call through tables, e.g. a shard's hooks). A compiler that keeps
+  `allocator_traits::allocate` out of line (Clang at -O2) is followed into it.
+  Direct calls are listed; those that leave the object (libstdc++'s list
+  hooks, malloc) are named, not followed.
 - controls: `sydra_probe_control_*` and the erased MemoryResource's
   do_allocate must contain at least one indirect call or jump, or the check
   could not see one and proves nothing.
@@ -22,6 +26,11 @@ printed either way.
 import re
 import subprocess
 import sys
+
+# The handle's slow paths (SYDRA_SLOW_PATH, or reached only when a request is
+# not pooled or a thread is new), and the adapters' throw helpers.
+SLOW = re.compile(r"::(alloc_slow|alloc_fallback|free_pooled|free_fallback|free_slow|check_claims|misuse)\(|"
+                  r"detail::(bind_thread|throw_bad_alloc|throw_bad_array_new_length|BlockRegistry::)|report_misuse")
 
 FUNC = re.compile(r"^[0-9a-f]+ <(.+)>:$")
 INSN = re.compile(r"^\s*[0-9a-f]+:\s+(.*)$")
@@ -50,6 +59,9 @@ def direct_target(cpu, insn, target):
     op = words[0] if words else ""
     if is_indirect(cpu, insn):
         return None
+    if target is None:  # a call within the section, resolved by the assembler: "call 4f0 <name+0x10>"
+        m = re.search(r"<(.+)>", insn)
+        target = m.group(1) if m else None
     if cpu == "x86_64":
         if op.startswith("call"):
             return target or " ".join(words[1:])
@@ -117,18 +129,32 @@ def main(argv):
     if len(controls) < 3:
         failures.append(f"controls: found {len(controls)} of 3")
 
-    for name, body in sorted(clean.items()):
-        indirect = [insn for insn, _ in body if is_indirect(cpu, insn)]
-        calls = sorted({re.sub(r"[-+]0x[0-9a-f]+$", "", t) for t in
-                        (direct_target(cpu, insn, target) for insn, target in body) if t})
-        verdict = "ok" if not indirect else "FAIL"
-        print(f"[{verdict}] no indirect call: {name} ({len(body)} instructions)")
-        for c in calls:
-            print(f"         direct call or tail call: {c}")
-        for insn in indirect:
-            print(f"         indirect: {insn}")
-        if indirect:
-            failures.append(f"{name}: {len(indirect)} indirect call(s) or jump(s)")
+    def callees(body):
+        return sorted({re.sub(r"[-+]0x[0-9a-f]+$", "", t) for t in
+                       (direct_target(cpu, insn, target) for insn, target in body) if t})
+
+    for root in sorted(clean):
+        # The root and every function of the object it reaches, short of SLOW.
+        seen, queue, report = {root}, [root], []
+        while queue:
+            name = queue.pop(0)
+            body = funcs[name]
+            indirect = [insn for insn, _ in body if is_indirect(cpu, insn)]
+            report.append((name, len(body), indirect))
+            for c in callees(body):
+                if c in funcs and c not in seen and not SLOW.search(c):
+                    seen.add(c)
+                    queue.append(c)
+        bad = [(n, ind) for n, _, ind in report if ind]
+        print(f"[{'FAIL' if bad else 'ok'}] no indirect call: {root}")
+        for name, count, indirect in report:
+            print(f"         {'reached ' if name != root else ''}{name} ({count} instructions)"
+                  + ("" if not indirect else f": indirect {'; '.join(indirect)}"))
+        outside = sorted({c for n in seen for c in callees(funcs[n]) if c not in seen})
+        for c in outside:
+            print(f"         calls, not followed: {c}{' (slow path)' if SLOW.search(c) else ''}")
+        for name, indirect in bad:
+            failures.append(f"{root}: {name}: {len(indirect)} indirect call(s) or jump(s)")
     for name, body in sorted(controls.items()):
         indirect = [insn for insn, _ in body if is_indirect(cpu, insn)]
         verdict = "ok" if indirect else "FAIL"

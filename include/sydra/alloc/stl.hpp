@@ -11,9 +11,11 @@
 //                                (sa::AllocatorHandle, BasicAllocatorHandle<P>):
 //                                one pointer; allocate and deallocate inline the
 //                                handle's fast path, so a pooled allocation makes
-//                                no call at all, indirect or direct. test/adapters/
-//                                codegen_probe.cpp and check_codegen.py verify
-//                                that in the generated code of optimised builds.
+//                                no indirect call (and no call at all once the
+//                                compiler inlines allocate into the container).
+//                                test/adapters/codegen_probe.cpp and
+//                                check_codegen.py verify it in the generated
+//                                code of optimised builds (docs/adapters.md).
 //     sa::StlAllocator<int, sa::AllocatorHandle>(h)
 //
 // One template rather than two names, so that switching a container between
