@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   register_churn_shapes(cfg);
   register_remote_shapes(cfg);
   register_sydra_shapes(cfg);
+  register_container_shapes(cfg);
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

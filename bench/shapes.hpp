@@ -38,5 +38,6 @@ void register_pair_shapes(const BenchConfig& cfg);    // bench_pairs.cpp: pairs,
 void register_churn_shapes(const BenchConfig& cfg);   // bench_churn.cpp: larson-like churn
 void register_remote_shapes(const BenchConfig& cfg);  // bench_remote.cpp: producer/consumer, retire
 void register_sydra_shapes(const BenchConfig& cfg);   // bench_sydra.cpp: bucket slabs, epochs
+void register_container_shapes(const BenchConfig& cfg);  // bench_containers.cpp: std containers on each adapter
 
 }  // namespace sydra_bench

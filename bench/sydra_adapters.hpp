@@ -12,10 +12,13 @@
 #pragma once
 
 #include <sydra/alloc/modes.hpp>
+#include <sydra/alloc/pmr.hpp>
+#include <sydra/alloc/stl.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <string>
 
@@ -71,6 +74,54 @@ struct SydraErased {
   static bool available(std::string*) { return true; }
   void* alloc(std::size_t n, std::size_t) noexcept { return a.alloc(n); }
   void free(void* p, std::size_t n, std::size_t) noexcept { a.free(p, n); }
+};
+
+// ---- Standard containers (BM_Container) ---------------------------------------------
+// The adapters of stl.hpp and pmr.hpp over the shared 4-shard handle, each
+// form as engine code would write it. A Container* variant names the
+// allocator for a value type (Alloc<T>) and makes one (make<A>()).
+
+// StlAllocator<T>: over the handle's type-erased Allocator (an indirect call
+// per allocate and per deallocate).
+struct ContainerStlErased {
+  template <class T>
+  using Alloc = sa::StlAllocator<T>;
+  template <class A>
+  static A make() {
+    return A(shard_handle().allocator());
+  }
+};
+
+// StlAllocator<T, Handle>: over the handle itself (its fast path inlined).
+struct ContainerStlConcrete {
+  template <class T>
+  using Alloc = sa::StlAllocator<T, SydraHandle>;
+  template <class A>
+  static A make() {
+    return A(shard_handle());
+  }
+};
+
+// pmr over MemoryResource (pmr's virtual call, then the Allocator's indirect call).
+struct ContainerPmrErased {
+  template <class T>
+  using Alloc = std::pmr::polymorphic_allocator<T>;
+  template <class A>
+  static A make() {
+    static sa::MemoryResource resource(shard_handle().allocator());
+    return A(&resource);
+  }
+};
+
+// pmr over BasicMemoryResource<Handle> (pmr's virtual call only).
+struct ContainerPmrConcrete {
+  template <class T>
+  using Alloc = std::pmr::polymorphic_allocator<T>;
+  template <class A>
+  static A make() {
+    static sa::BasicMemoryResource<SydraHandle> resource(shard_handle());
+    return A(&resource);
+  }
 };
 
 // ---- Epochs and retire ------------------------------------------------------------

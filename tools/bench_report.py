@@ -14,9 +14,11 @@ items/s over the peer's (higher is better); memory ratios are sydra's figure
 over the peer's (lower is better).
 
 Each target of issues 8, 9 and 14 is printed with its measured value and PASS
-or FAIL, or MISSING when a result is absent. Benchmarks inform, they do not
-gate: the script exits 0 whatever the verdicts, and 1 only when the
-throughput JSON cannot be read. The page is also printed to stdout. The
+or FAIL, or MISSING when a result is absent. The container workload of issue
+10 (BM_Container) has no target: its table gives ns per operation for each
+adapter, and the concrete form's ratios to std::allocator and to the erased
+form. Benchmarks inform, they do not gate: the script exits 0 whatever the
+verdicts, and 1 only when the throughput JSON cannot be read. The page is also printed to stdout. The
 charts are drawn by gnuplot (Debian's gnuplot-nox); without it the page says
 so and has no chart.
 """
@@ -316,6 +318,47 @@ def other_section(tp, targets, checked, lines):
                 v = "n/a"
             lines.append(f"| checked build ÷ release build, {VIA[variant]} pair 64 B | {v} | "
                          f"each normalised by glibc's pair in its own run; no target |")
+    lines.append("")
+
+
+# ---- Containers (issue 10) --------------------------------------------------------------
+
+CONTAINERS = ("map", "unordered_map", "list")
+CONTAINER_VARIANTS = (("Std", "std::allocator"), ("StlErased", "StlAllocator, erased"),
+                      ("StlConcrete", "StlAllocator, concrete"), ("PmrErased", "pmr, erased"),
+                      ("PmrConcrete", "pmr, concrete"))
+
+
+def container_section(tp, lines):
+    """BM_Container/<Variant>/<container>: ns per operation, and the concrete form's ratios (no target)."""
+    lines.append("The same container workload on each allocator adapter: insert 4096 rows (`int` key, 16-B "
+                 "value), erase every other one, insert 2048 more, destroy the container; one item = one insert or "
+                 "erase (the destruction's frees are timed too). Every sydra variant uses the shared 4-shard "
+                 "small_pool handle; std::allocator is glibc's `operator new`. *erased* goes through the "
+                 "type-erased `Allocator` (an indirect call per allocation), *concrete* through the handle's type "
+                 "(`StlAllocator<T, Handle>`, `BasicMemoryResource<Handle>`: its fast path inlined; pmr still pays "
+                 "its own virtual call). Ratios are of items per second, so **higher is better** for the concrete "
+                 "form; no target was set.")
+    lines.append("")
+    lines.append("| container | " + " | ".join(f"{label} (ns/op)" for _, label in CONTAINER_VARIANTS)
+                 + " | concrete ÷ std::allocator | concrete ÷ erased | pmr concrete ÷ pmr erased |")
+    lines.append("|---|" + "---:|" * (len(CONTAINER_VARIANTS) + 3))
+    for c in CONTAINERS:
+        ips = {v: tp.m.get(f"BM_Container/{v}/{c}") for v, _ in CONTAINER_VARIANTS}
+        cells = []
+        for v, _ in CONTAINER_VARIANTS:
+            name = f"BM_Container/{v}/{c}"
+            if name in tp.errors:
+                cells.append(f"error: {tp.errors[name]}")
+            else:
+                cells.append(fmt_ratio(1e9 / ips[v] if ips[v] else None))
+
+        def ratio(a, b):
+            return ips[a] / ips[b] if ips[a] and ips[b] else None
+
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {fmt_ratio(ratio('StlConcrete', 'Std'))} | "
+                     f"{fmt_ratio(ratio('StlConcrete', 'StlErased'))} | "
+                     f"{fmt_ratio(ratio('PmrConcrete', 'PmrErased'))} |")
     lines.append("")
 
 
@@ -674,6 +717,8 @@ def main(argv):
     else:
         lines += [f"(chart: {svg_note})", ""]
     lines += body
+    lines += ["## Container workload (issue 10)", ""]
+    container_section(tp, lines)
     lines += ["## Issues 9 and 14: memory", ""]
     mem_note = gnuplot_chart(mem_chart_rows, os.path.abspath(mem_svg),
                              "sydra / peer, memory (lower is better)", "ratio (log scale)", False,
