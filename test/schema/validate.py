@@ -130,6 +130,10 @@ def semantic_errors(doc):
         need(m[k] % SLAB_BYTES == 0, f"memory.{k} is not a whole number of slabs")
     if not doc["has_memory"]:
         need(all(v == 0 for v in m.values()), "memory is not zero although has_memory is false")
+    need(not doc["has_epochs"] or doc["has_shards"], "has_epochs without has_shards")
+    if not doc["has_epochs"]:
+        need(all(s[k] == 0 for k in ("current_epoch", "min_pinned_epoch", "pinned_threads", "retired", "retired_pending")),
+             "epoch fields are not zero although has_epochs is false")
     return errs
 
 

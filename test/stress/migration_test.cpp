@@ -116,7 +116,9 @@ TEST(Migration, ThreadsMovingBetweenCpusLoseNoBlock) {
   EXPECT_EQ(bucket_allocs + st.shards.alloc_hits, allocated.load()) << "seed " << s;
   EXPECT_GT(bucket_allocs, allocated.load() / 2) << "most allocations went through the per-CPU caches";
   EXPECT_EQ(h.leaks(), sa::LeakReport{}) << "seed " << s;
-  if (cpus.size() > 1) EXPECT_GT(moves.load(), 0u);
+  if (cpus.size() > 1) {
+    EXPECT_GT(moves.load(), 0u);
+  }
 }
 
 }  // namespace

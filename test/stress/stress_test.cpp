@@ -148,7 +148,9 @@ void run_stress() {
               ASSERT_LE(c.in_use, c.allocations) << "in_use wrapped";
             }
           ASSERT_GE(st.fallback.allocs, st.fallback.frees);
-          if constexpr (Handle::counts_live) ASSERT_LE(h.leaks().blocks, counts.pooled + counts.fallback);
+          if constexpr (Handle::counts_live) {
+            ASSERT_LE(h.leaks().blocks, counts.pooled + counts.fallback);
+          }
         }
       }
     }

@@ -99,6 +99,7 @@ struct Stats {
   bool has_buckets = false;
   bool has_fallback = false;
   bool has_shards = false;
+  bool has_epochs = false;  // the shard layer keeps epochs (the epoch and retire fields mean something)
   bool has_memory = false;
   std::vector<std::uint32_t> classes;  // the handle's size classes
   std::vector<BucketStats> buckets;

@@ -265,14 +265,15 @@ class ShardLayer final : public detail::ThreadHost {
   std::size_t collect() noexcept {
     if (!running()) return 0;
     std::size_t n = 0;
-    if (Binding* b = binding()) {
-      if (b->shard != nullptr) publish_all(*b->shard);
-      if constexpr (Features.epochs) bags_.seal_only(b->bag);  // advanced and collected once, below
-    }
+    Binding* b = binding();
     if constexpr (Features.epochs) {
+      if (b != nullptr) bags_.seal_only(b->bag);  // advanced and collected once, below
       epochs_.advance();
       n += bags_.collect();
     }
+    // After the reclaiming above, whose frees may have joined this thread's
+    // own batches: published now, collected just below.
+    if (b != nullptr && b->shard != nullptr) publish_all(*b->shard);
     for (std::size_t i = 0; i < count_; ++i)
       for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(shards_[i], c);
     return n;
@@ -298,9 +299,11 @@ class ShardLayer final : public detail::ThreadHost {
     requires(Features.stats)
   {
     out.has_shards = running();
+    out.has_epochs = running() && Features.epochs;
     ShardSummary& sum = out.shards;
     sum.shard_count = count_;
     if constexpr (Features.epochs) {
+      if (!running()) return;  // no manager: the epoch fields stay zero, as has_epochs says
       sum.current_epoch = epochs_.current();
       const std::uint64_t m = epochs_.min_pinned();
       sum.min_pinned_epoch = m == EpochDomain::nobody_pinned ? 0 : m;
