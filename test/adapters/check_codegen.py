@@ -112,7 +112,8 @@ def main(argv):
         elif name.startswith("sydra_probe_"):
             clean[name] = body
         elif "BasicMemoryResource<" in name and ("::do_allocate(" in name or "::do_deallocate(" in name):
-            if "BasicMemoryResource<sydra::alloc::v1::Allocator>" in name:
+            # Whatever the inline (ABI) namespace is called.
+            if re.search(r"BasicMemoryResource<sydra::alloc::(\w+::)?Allocator>", name):
                 if "::do_allocate(" in name:
                     controls[name] = body
             elif "BasicAllocatorHandle<" in name:
