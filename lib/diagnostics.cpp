@@ -6,7 +6,7 @@
 #include <cstdlib>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 const char* to_string(Misuse kind) noexcept {
   switch (kind) {
@@ -31,5 +31,5 @@ void warn_request(const char* detail, std::size_t len, std::size_t align) noexce
   std::fprintf(stderr, "sydra-alloc: bad request: %s (len=%zu, align=%zu); returning nullptr\n", detail, len, align);
 }
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -20,7 +20,7 @@
 #endif
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace detail {
 namespace {
 
@@ -108,5 +108,5 @@ std::size_t mi_usable(const void* mem) noexcept { return api().usable_size(mem);
 void mi_release(void* mem) noexcept { api().free(mem); }
 
 }  // namespace detail
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -3,12 +3,12 @@
 #include <sydra/alloc/modes.hpp>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 template class BasicAllocatorHandle<DefaultPolicy>;
 template class BasicAllocatorHandle<MimallocPolicy>;
 template class BasicAllocatorHandle<SmallPoolPolicy>;
 template class BasicAllocatorHandle<ConfiguredPolicy>;
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

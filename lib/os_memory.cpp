@@ -9,7 +9,7 @@
 #include <cstring>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 void* reserve(std::size_t bytes, std::size_t align) noexcept {
@@ -63,5 +63,5 @@ std::size_t resident_bytes() noexcept {
 }
 
 }  // namespace pal
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 std::atomic<Pagemap::Leaf*> Pagemap::root_[std::size_t{1} << Pagemap::root_bits];
 
@@ -45,5 +45,5 @@ void Pagemap::erase(void* base, std::size_t count) noexcept {
   }
 }
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 unsigned possible_cpus() noexcept {
@@ -41,5 +41,5 @@ bool run_on_each_cpu(void (*f)(void* ctx, unsigned cpu), void* ctx) noexcept {
 }
 
 }  // namespace pal
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

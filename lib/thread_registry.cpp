@@ -18,7 +18,7 @@
 #include <mutex>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace detail {
 namespace {
 
@@ -194,5 +194,5 @@ void for_each_thread_state(std::uint64_t id, unsigned passes, void (*f)(void* ct
 std::uint64_t new_thread_token() noexcept { return next_thread_token.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace detail
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

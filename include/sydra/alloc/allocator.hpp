@@ -24,7 +24,7 @@
 #include <utility>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 class Allocator {
  public:
@@ -119,5 +119,5 @@ class Allocator {
   const VTable* vtable_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -34,7 +34,7 @@
 #include <optional>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // What the pooled layers are instantiated with.
 template <class ClassesT, class PoolT, bool Hardened = false>
@@ -257,5 +257,5 @@ template <class P>
 using ValidPolicy = std::conditional_t<HandlePolicy<P>, P, StandInPolicy>;
 }  // namespace detail
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

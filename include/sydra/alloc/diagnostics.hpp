@@ -8,7 +8,7 @@
 #include <cstddef>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 enum class Misuse {
   double_free,
@@ -22,6 +22,7 @@ enum class Misuse {
 
 const char* to_string(Misuse kind) noexcept;
 
+
 // Prints "sydra-alloc: <kind>: <detail> (ptr=..., len=..., align=...)" on
 // stderr and aborts. Never returns.
 [[noreturn]] SYDRA_SLOW_PATH void report_misuse(Misuse kind, const char* detail, const void* ptr,
@@ -31,5 +32,5 @@ const char* to_string(Misuse kind) noexcept;
 // with nullptr (zero or huge sizes are not misuse; a bad alignment is).
 SYDRA_SLOW_PATH void warn_request(const char* detail, std::size_t len, std::size_t align) noexcept;
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -15,7 +15,7 @@
 #include <vector>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 namespace detail {
 template <class Out>
@@ -160,7 +160,7 @@ inline std::vector<std::string> read_stats(const Stats& s) {
   return lines;
 }
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc
 
 template <>

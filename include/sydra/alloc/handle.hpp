@@ -22,7 +22,7 @@
 #include <optional>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 template <class UserPolicy>
 class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable error per broken rule
@@ -455,5 +455,5 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   bool print_leaks_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

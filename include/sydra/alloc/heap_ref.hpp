@@ -21,7 +21,7 @@
 #include <type_traits>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // A heap with the four members of the Allocator contract, as Allocator::of
 // erases it: what either adapter form can sit on. Allocator itself is one
@@ -90,5 +90,5 @@ class HeapRef<Allocator> {
 };
 
 }  // namespace detail
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

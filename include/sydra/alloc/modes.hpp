@@ -8,7 +8,8 @@
 //
 // The policies are fixed; the Meson options (allocator_shards, stats,
 // lock_timing) only shape ConfiguredPolicy, the policy AllocatorHandle names.
-// The configured mode lives in an inline namespace (v1::mode_<name>), so any
+// The configured mode lives in an inline namespace (v1::mode_<name>, or
+// v1_checked::mode_<name> in a checked build), so any
 // function that takes an AllocatorHandle is mangled with the mode: objects
 // built against different modes' config.hpp fail to link instead of breaking
 // the one-definition rule in silence.
@@ -23,7 +24,7 @@
 #include <string_view>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 enum class Mode { default_heap = 0, mimalloc = 1, small_pool = 2 };
 
@@ -94,5 +95,5 @@ extern template class BasicAllocatorHandle<ConfiguredPolicy>;
 
 #undef SYDRA_ALLOC_MODE_NAMESPACE
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

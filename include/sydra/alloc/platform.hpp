@@ -11,6 +11,17 @@
 
 #include <sydra/alloc/config.hpp>
 
+// The ABI namespace. Checked and unchecked builds lay out slab metadata and
+// handles differently, so every symbol carries the setting: a program
+// compiled with one SYDRA_ALLOC_CHECKED linked against a library built with
+// the other fails with undefined references to sydra::alloc::v1... or
+// sydra::alloc::v1_checked..., instead of corrupting its heap quietly.
+#if SYDRA_ALLOC_CHECKED
+#define SYDRA_ALLOC_ABI v1_checked
+#else
+#define SYDRA_ALLOC_ABI v1
+#endif
+
 #include <cstddef>
 #include <cstdint>
 
@@ -52,9 +63,9 @@
 #endif
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 inline constexpr bool checked = SYDRA_ALLOC_CHECKED != 0;
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -41,7 +41,7 @@
 #include <type_traits>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 namespace detail {
 
@@ -102,5 +102,5 @@ class BasicMemoryResource final : public detail::HeapResource {
 // The type-erased resource, as it always was.
 using MemoryResource = BasicMemoryResource<Allocator>;
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // Largest length any heap is asked for. Above PTRDIFF_MAX pointer arithmetic
 // on the block would overflow, so such requests are refused up front.
@@ -35,5 +35,5 @@ inline void* refuse_request(std::size_t len, std::size_t align) noexcept {
   return nullptr;
 }
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

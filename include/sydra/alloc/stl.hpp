@@ -67,7 +67,7 @@
 #include <type_traits>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 template <class T, ContractHeap Handle = Allocator>
 class StlAllocator {
@@ -144,5 +144,5 @@ class StlAllocator {
   detail::HeapRef<Handle> ref_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

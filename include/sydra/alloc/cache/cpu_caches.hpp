@@ -24,7 +24,7 @@
 #include <new>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct CpuCacheOptions {
   std::size_t bytes_per_class = 16 * 1024;  // per CPU: capacity = this / class size, within [min, max]
@@ -147,5 +147,5 @@ class CpuCaches {
   std::array<std::uint32_t, Classes::count> capacity_{};
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -20,7 +20,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 template <bool Hardened = false>
 class RemoteCache {
@@ -78,5 +78,5 @@ class RemoteCache {
   std::array<Batch, ways> ways_{};
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

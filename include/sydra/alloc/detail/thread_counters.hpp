@@ -20,7 +20,7 @@
 #include <new>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace detail {
 
 template <std::size_t N>
@@ -98,5 +98,5 @@ class ThreadCounters final : public ThreadHost {
 };
 
 }  // namespace detail
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -16,7 +16,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace detail {
 
 class ThreadHost {
@@ -90,5 +90,5 @@ SYDRA_FAST_PATH ThreadEntry* thread_entry(std::uint64_t id, ThreadHost* host) no
 }
 
 }  // namespace detail
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -25,7 +25,7 @@
 #include <optional>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 class EpochDomain {
  public:
@@ -134,5 +134,5 @@ class EpochDomain {
   Allocator backing_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

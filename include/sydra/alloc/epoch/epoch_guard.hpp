@@ -14,7 +14,7 @@
 #include <utility>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 template <class Handle>
 class EpochGuard {
@@ -51,5 +51,5 @@ class EpochGuard {
   std::optional<std::uint64_t> epoch_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

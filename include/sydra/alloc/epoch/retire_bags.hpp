@@ -25,7 +25,7 @@
 #include <new>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 class RetireBags {
  public:
@@ -178,5 +178,5 @@ class RetireBags {
   Bag* spare_ = nullptr;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

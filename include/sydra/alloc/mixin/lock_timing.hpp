@@ -19,7 +19,7 @@
 #include <thread>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 class FutexMutex {
  public:
@@ -172,5 +172,5 @@ class TimedLock {
   std::uint64_t contended_ = 0, wait_ns_ = 0, max_wait_ns_ = 0, hold_ns_ = 0, hold_samples_ = 0;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

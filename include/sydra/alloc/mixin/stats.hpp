@@ -15,7 +15,7 @@
 #include <vector>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct LockStats {
   std::uint64_t acquisitions = 0;
@@ -130,5 +130,5 @@ struct Counter<false> {
   std::uint64_t get() const noexcept { return 0; }
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

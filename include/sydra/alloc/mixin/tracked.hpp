@@ -12,7 +12,7 @@
 #include <sydra/alloc/policy/audited.hpp>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // How Tracked counts bytes: the requested length (the default, what a sized
 // free names), or the heap's usable size of each block (for a malloc, whose
@@ -136,5 +136,5 @@ class Tracked {
   detail::ThreadCounters<count> c_;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

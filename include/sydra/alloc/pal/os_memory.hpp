@@ -13,7 +13,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 inline constexpr std::size_t page_bytes = 4096;
@@ -40,5 +40,5 @@ std::uint64_t process_secret() noexcept;
 std::size_t resident_bytes() noexcept;
 
 }  // namespace pal
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -40,7 +40,7 @@
 #endif
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 struct CpuStack {
@@ -220,5 +220,5 @@ inline int current_cpu() noexcept { return -1; }
 #endif
 
 }  // namespace pal
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -22,7 +22,7 @@
 #include <unordered_set>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct LeakReport {
   std::uint64_t blocks = 0;
@@ -279,5 +279,5 @@ class Audited {
 // The seed's default mode: std.heap.GeneralPurposeAllocator, in C++ terms.
 using GeneralPurposeHeap = Audited<SystemHeap>;
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -26,7 +26,7 @@
 #include <mutex>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // What a bucket lock must offer. PlainLock and TimedLock do; wrap any other
 // mutex in PlainLock<YourMutex>.
@@ -338,5 +338,5 @@ struct MutexBuckets {
   using Layer = BucketLayer<Ctx, Lock, Features>;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

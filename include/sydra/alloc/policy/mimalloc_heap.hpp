@@ -7,7 +7,7 @@
 #include <sydra/alloc/policy/system_heap.hpp>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 namespace detail {
 void* mi_alloc(std::size_t len, std::size_t align) noexcept;
@@ -35,5 +35,5 @@ class MimallocHeap {
   Allocator backing_allocator() noexcept { return Allocator::of(*this); }
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

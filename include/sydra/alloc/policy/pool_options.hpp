@@ -11,7 +11,7 @@
 #include <cstddef>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct ShardCacheOptions {
   std::size_t bytes_per_class = 8 * 1024;  // a shard's magazine: capacity = this / class size, within [min, max]
@@ -28,5 +28,5 @@ struct PoolOptions {
   SlabPoolOptions slabs{};             // reservation, retention and decommit
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

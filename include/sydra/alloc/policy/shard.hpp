@@ -39,7 +39,7 @@
 #include <optional>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct ShardFeatures {
   std::size_t count = 4;  // shards; Options::pool.shards overrides it for one handle
@@ -749,5 +749,5 @@ struct ThreadShards {
   using Layer = ShardLayer<Ctx, Features>;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -7,7 +7,7 @@
 #include <malloc.h>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct NoOptions {};
 
@@ -43,5 +43,5 @@ class SystemHeap {
   Allocator backing_allocator() noexcept { return Allocator::of(*this); }
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

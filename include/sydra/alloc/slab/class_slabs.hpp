@@ -14,7 +14,7 @@
 #include <sydra/alloc/slab/slab_pool.hpp>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // Who a new slab is for: its owner and its class.
 struct SlabIdentity {
@@ -101,5 +101,5 @@ class ClassSlabs {
   std::uint64_t slabs_ = 0;
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -17,7 +17,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct SlabMeta;
 
@@ -52,5 +52,5 @@ class Pagemap {
   static std::atomic<Leaf*> root_[std::size_t{1} << root_bits];
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -16,7 +16,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 // reserve(n): n bytes, 64 KiB-aligned, readable and writable, or nullptr.
 //   Precondition: n is a multiple of slab_bytes. Called under the pool's
@@ -83,5 +83,5 @@ class FixedArena {
 
 static_assert(RegionSource<OsRegions> && RegionSource<FixedArena>);
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -21,7 +21,7 @@
 #endif
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 namespace track {
 
 // A block leaves the pool: the caller may now use it.
@@ -87,5 +87,5 @@ inline void link_access_end([[maybe_unused]] void* p, [[maybe_unused]] std::size
 }
 
 }  // namespace track
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -35,7 +35,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 inline constexpr std::size_t slab_bytes = 64 * 1024;  // seed: slab_bytes
 inline constexpr std::size_t pool_alignment = 8;      // every class is a multiple of this
@@ -266,5 +266,5 @@ consteval bool bounds_ok() {
 static_assert(detail::lut_ok<SeedClasses>(), "class_of must give the smallest class that fits (and serves 16)");
 static_assert(detail::bounds_ok(), "fallback bounds must be consecutive powers of two");
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

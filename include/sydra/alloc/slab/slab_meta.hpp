@@ -19,7 +19,7 @@
 #include <cstdint>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 enum class SlabKind : std::uint8_t { empty, bucket, shard };
 
@@ -151,5 +151,5 @@ struct Links {
   }
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -31,7 +31,7 @@
 #include <new>
 
 namespace sydra::alloc {
-inline namespace v1 {
+inline namespace SYDRA_ALLOC_ABI {
 
 struct SlabPoolOptions {
   std::size_t chunk_bytes = std::size_t{4} << 20;      // the first reservation
@@ -321,5 +321,5 @@ class SlabPool {
   std::atomic<std::size_t> retained_bytes_{0};  // mirrors retained_ for tick()'s lock-free check
 };
 
-}  // namespace v1
+}  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc
