@@ -32,13 +32,58 @@ int use(Handle& h, const std::string& expected) {
 }
 
 // ---------------------------------------------------------------------------
-// SPOT RESERVED: composing two policies from the consumer side.
-// The internals rewrite (handle/concepts/policy) fills this in: engine code
-// that composes two policies of its own choosing, built through the installed
-// library and the subproject like the rest of this file. Until then it returns
-// 0 (success); main() already calls it, and any non-zero value fails the
-// consumer test with rc 4.
-int compose_two_policies() { return 0; }
+// Two policies of the engine's own, side by side in one program and one
+// thread, with different opt-ins: an index pool with 8 shards, epochs, stats
+// and its own small classes; a buffer pool with no shards, no stats, no lock
+// timing and classes up to 4 KiB. What one does not choose costs it nothing
+// (compared by sizeof), and neither sees the other's blocks.
+struct IndexPolicy {
+  static constexpr const char* name = "engine-index";
+  using Classes = sa::SizeClassList<16, 24, 32, 48, 64, 96, 128>;
+  using Shards = sa::ThreadShards<sa::ShardFeatures{.count = 8, .epochs = true, .stats = true}>;
+  using Buckets = sa::MutexBuckets<sa::TimedLock<>, sa::BucketFeatures{.stats = true}>;
+  using Fallback = sa::Tracked<sa::SystemHeap>;
+};
+struct BufferPolicy {
+  static constexpr const char* name = "engine-buffers";
+  static constexpr sa::SizeClassSpec classes{.min = 64, .steps_per_doubling = 2, .max = 4096};
+  using Shards = sa::NoShards;
+  using Buckets = sa::MutexBuckets<sa::PlainLock<>, sa::BucketFeatures{.stats = false}>;
+  using Fallback = sa::SystemHeap;
+};
+using IndexHandle = sa::BasicAllocatorHandle<IndexPolicy>;
+using BufferHandle = sa::BasicAllocatorHandle<BufferPolicy>;
+static_assert(IndexHandle::has_stats && IndexHandle::has_epochs);
+static_assert(!BufferHandle::has_stats && !BufferHandle::has_epochs);
+static_assert(IndexPolicy::Shards::features.count == 8);
+// Opted out of stats and lock timing: the buffer pool's bucket layer is
+// smaller than the same layer with both.
+using TimedStatsBuckets = sa::MutexBuckets<sa::TimedLock<>, sa::BucketFeatures{.stats = true}>::Layer<BufferHandle::Ctx>;
+static_assert(sizeof(BufferHandle::Buckets) < sizeof(TimedStatsBuckets));
+
+int compose_two_policies() {
+  IndexHandle index;
+  BufferHandle buffers;
+  void* node = index.alloc(40, 8);
+  void* page = buffers.alloc(3000, 16);
+  if (node == nullptr || page == nullptr) return 1;
+  if (sa::Pagemap::lookup(node) == nullptr || sa::Pagemap::lookup(page) == nullptr) return 2;  // both pooled
+  if (sa::Pagemap::lookup(node)->handle == sa::Pagemap::lookup(page)->handle) return 3;
+  {
+    auto pin = index.pin();
+    if (!pin) return 4;
+    if (!index.retire(node, 40, 8)) return 5;
+  }
+  index.collect_garbage();
+  buffers.free(page, 3000, 16);
+  const sa::Stats s = index.snapshot_stats();
+  if (s.classes.size() != 7 || s.classes.back() != 128) return 6;  // its own table
+  if (s.shards.shard_count != 8 || s.shards.retired != 1 || s.shards.retired_pending != 0) return 7;
+  // The run-time override of the shard count (documented in the README).
+  IndexHandle fewer(IndexHandle::Options{.pool = {.shards = 2}});
+  if (fewer.snapshot_stats().shards.shard_count != 2) return 8;
+  return index.leaks() == sa::LeakReport{} ? 0 : 9;
+}
 // ---------------------------------------------------------------------------
 
 int main(int argc, char** argv) {
