@@ -89,7 +89,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
           const detail::ThreadEntry& e = shards_.entry();
           if (SYDRA_LIKELY(shards_.bound(e))) {
             if (e.hot != nullptr) {
-              if (void* p = shards_.pop(e.hot, cls)) return pooled_out(p);  // this thread's shard: no lock
+              if (void* p; shards_.pop(e.hot, cls, p)) return pooled_out(p);  // this thread's shard: no lock
               return alloc_slow(len, align, cls);                           // refill its magazine
             }
           } else if (shards_.running()) {
@@ -111,17 +111,26 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       SlabMeta* m = Pagemap::lookup(mem);
       if (m == nullptr) return free_fallback(mem, len, align);  // no slab: the fallback's, whatever len says
       if constexpr (!checked) {
-        if (SYDRA_LIKELY(len != 0 && m->handle == this &&
-                         Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
-                                                  m->size_class))) {
-          if constexpr (hardened) mark_freed(mem);  // aborts if it already was
-          if constexpr (Shards::enabled) {
-            if (m->kind == SlabKind::shard && shards_.free_fast(m, mem)) return;  // the owner's magazine
+        // The class the caller's length names is only a guess, checked
+        // against the slab's below; the addresses the push stores to come
+        // from it and from this thread's entry, so that they do not wait for
+        // the slab metadata's loads (the next allocation would wait on them).
+        if (SYDRA_LIKELY(len - 1 < Classes::max_size && align <= max_pooled_alignment)) {
+          const unsigned cls = Classes::class_of(len, align);
+          if (SYDRA_LIKELY(m->size_class == cls && m->handle == this &&
+                           Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
+                                                    cls))) {
+            if constexpr (hardened) mark_freed(mem);  // aborts if it already was
+            if constexpr (Shards::enabled) {
+              const detail::ThreadEntry& e = shards_.entry();
+              if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, cls, mem))
+                return;  // the owner's magazine
+            }
+            if constexpr (Buckets::enabled) {
+              if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
+            }
+            return route_pooled(m, mem, len, align);  // checked and marked: a remote or slow free
           }
-          if constexpr (Buckets::enabled) {
-            if (m->kind == SlabKind::bucket) return buckets_.free(m, mem);  // this CPU's cache
-          }
-          return route_pooled(m, mem, len, align);  // checked and marked: a remote or slow free
         }
       }
       return free_pooled(m, mem, len, align);

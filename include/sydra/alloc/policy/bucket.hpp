@@ -79,8 +79,10 @@ class BucketLayer {
     return nullptr;
   }
   // A push; the slow path (cache full, no CPU cache) is a tail call.
-  SYDRA_FAST_PATH void free(SlabMeta* m, void* p) noexcept {
-    const unsigned cls = m->size_class;
+  SYDRA_FAST_PATH void free(SlabMeta* m, void* p) noexcept { free_class(m->size_class, p); }
+  // `cls` checked against the slab by the caller (the handle takes it from
+  // the caller's length, whose table lookup does not wait for the slab's).
+  SYDRA_FAST_PATH void free_class(unsigned cls, void* p) noexcept {
     track::on_take_back(p, Classes::sizes[cls]);
     const pal::Push r = caches_.push(cls, p);
     if (SYDRA_LIKELY(r == pal::Push::done)) return;

@@ -103,6 +103,7 @@ class ShardLayer final : public detail::ThreadHost {
       for (unsigned c = 0; c < Classes::count; ++c) s->mag[c].cap = cap_[c];
     }
     id_ = detail::register_host(this);
+    slot_ = static_cast<std::uint32_t>(id_ % detail::ThreadCache::ways);
     if (id_ == 0) {  // no room in the thread registry: no manager, as when the array cannot be made
       for (std::size_t i = 0; i < n; ++i) shards_[i].~Shard();
       backing.free(shards_, n * sizeof(Shard), alignof(Shard));
@@ -150,44 +151,52 @@ class ShardLayer final : public detail::ThreadHost {
   // The handle reads this thread's entry once (entry(), bound()), then pops
   // from its shard's magazine (pop()). No call on the way: an empty magazine
   // returns nullptr and the handle's slow path refills it.
-  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
-    return detail::thread_cache.entries[id_ % detail::ThreadCache::ways];
-  }
+  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept { return detail::thread_cache.entries[slot_]; }
   // The entry is this layer's: the thread is bound (entry.hot is its shard,
   // or nullptr for a thread that found none free).
   SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == id_; }
 
-  SYDRA_FAST_PATH void* pop(void* shard, unsigned cls) noexcept {
+  // False when the magazine is empty (out is then untouched).
+  SYDRA_FAST_PATH bool pop(void* shard, unsigned cls, void*& out) noexcept {
     auto* s = static_cast<Shard*>(shard);
     MagState& m = s->mag[cls];
     const std::uint64_t w = m.word.load(std::memory_order_relaxed);
     const auto n = static_cast<std::uint32_t>(w & count_mask);
-    if (SYDRA_UNLIKELY(n == 0)) return nullptr;
-    void* p = s->slots[cls][n - 1];
+    if (SYDRA_UNLIKELY(n == 0)) return false;
+    out = s->slots[cls][n - 1];
     m.word.store(w + count_mask, std::memory_order_relaxed);  // count - 1, allocations + 1
-    track::on_hand_out(p, Classes::sizes[cls]);
-    return p;
+    track::on_hand_out(out, Classes::sizes[cls]);
+    return true;
   }
 
   SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
     const detail::ThreadEntry& e = entry();
+    void* p = nullptr;
     if (SYDRA_UNLIKELY(!bound(e) || e.hot == nullptr)) return nullptr;
-    return pop(e.hot, cls);
+    pop(e.hot, cls, p);
+    return p;
   }
 
   // The owner's free of its own block, onto a magazine with room. False
   // (nothing done) for anything else.
   SYDRA_FAST_PATH bool free_fast(SlabMeta* slab, void* p) noexcept {
     const detail::ThreadEntry& e = entry();
-    auto* owner = static_cast<Shard*>(slab->owner);
-    if (SYDRA_UNLIKELY(e.id != id_ || e.hot != owner)) return false;
-    const unsigned cls = slab->size_class;
-    MagState& m = owner->mag[cls];
+    if (SYDRA_UNLIKELY(e.id != id_ || e.hot != slab->owner)) return false;
+    return push(e.hot, slab->size_class, p);
+  }
+  // The handle's free fast path: `shard` is this thread's (from its entry)
+  // and `cls` the class the caller's length names; the handle has checked
+  // both against the slab. Taking the addresses from them rather than from
+  // the slab's metadata keeps the next allocation's loads off the pagemap
+  // lookup's chain of dependent loads.
+  SYDRA_FAST_PATH bool push(void* shard, unsigned cls, void* p) noexcept {
+    auto* s = static_cast<Shard*>(shard);
+    MagState& m = s->mag[cls];
     const std::uint64_t w = m.word.load(std::memory_order_relaxed);
     const auto n = static_cast<std::uint32_t>(w & count_mask);
     if (SYDRA_UNLIKELY(n >= m.cap)) return false;
     track::on_take_back(p, Classes::sizes[cls]);
-    owner->slots[cls][n] = p;
+    s->slots[cls][n] = p;
     m.word.store(w + 1, std::memory_order_relaxed);
     m.frees.bump();
     return true;
@@ -731,6 +740,7 @@ class ShardLayer final : public detail::ThreadHost {
   Shard* shards_ = nullptr;
   std::size_t count_ = 0;
   std::uint64_t id_ = 0;  // 0 never matches an entry: no manager
+  std::uint32_t slot_ = 0;  // id_'s entry in the thread cache
   bool down_ = false;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> available_{0};
