@@ -193,6 +193,9 @@ void for_each_thread_state(std::uint64_t id, unsigned passes, void (*f)(void* ct
 
 std::uint64_t new_thread_token() noexcept { return next_thread_token.fetch_add(1, std::memory_order_relaxed); }
 
+void registry_fork_lock() noexcept { registry().mu.lock(); }
+void registry_fork_unlock() noexcept { registry().mu.unlock(); }
+
 }  // namespace detail
 }  // namespace SYDRA_ALLOC_ABI
 }  // namespace sydra::alloc

@@ -54,7 +54,8 @@ configure() {  # dir, then meson options
 common_opts=(-Dbuildtype=release -Dtests=disabled -Dexamples=disabled -Dbenchmarks=enabled --wrap-mode=nofallback)
 log "build $builddir (release, unchecked)"
 configure "$builddir" "${common_opts[@]}" -Dchecked=false
-meson compile -C "$builddir" -j "$jobs" bench-alloc bench-memory >"$builddir/compile.log" 2>&1 ||
+meson compile -C "$builddir" -j "$jobs" bench-alloc bench-memory lib/malloc/sydra-malloc bench/malloc-churn \
+  >"$builddir/compile.log" 2>&1 ||
   { tail -40 "$builddir/compile.log" >&2; exit 1; }
 
 mkdir -p "$outdir"
@@ -115,10 +116,18 @@ for scenario in "${scenarios[@]}"; do
   done
 done
 
+# ---- Real programs on each malloc (issue 11) ----------------------------------------
+programs=$builddir/programs.jsonl
+if [[ -n "$quick" ]]; then prog_reps=1 sort_mb=20; else prog_reps=3 sort_mb=300; fi
+echo "tools/bench_programs.sh $programs $builddir/lib/malloc/libsydra-malloc.so $builddir/bench/malloc-churn . $prog_reps $sort_mb" >>"$commands"
+log "programs: python3, sort, git, churn under 4 mallocs, $prog_reps repetitions ($programs)"
+tools/bench_programs.sh "$programs" "$builddir/lib/malloc/libsydra-malloc.so" "$builddir/bench/malloc-churn" . \
+  "$prog_reps" "$sort_mb"
+
 # ---- The fast paths in a checked build --------------------------------------------
 # Misuse checks compiled in: what they cost when on, and that the release
 # build above carries none of it. Normalised by glibc's pair in each run.
-report_args=(--throughput "$builddir/bench.json" --memory "$memory" --commands "$commands"
+report_args=(--throughput "$builddir/bench.json" --memory "$memory" --programs "$programs" --commands "$commands"
              --builddir "$builddir" --out "$outdir/benchmarks.md" --svg "$outdir/benchmarks.svg")
 if [[ "$with_checked" == "1" ]]; then
   log "build $checked_dir (release, checked) and time its fast paths"

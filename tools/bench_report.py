@@ -26,6 +26,7 @@ so and has no chart.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -653,11 +654,55 @@ plot '{data}' using 2:xtic(1) title 'vs glibc' lc rgb '#4477aa', \\
     return None
 
 
+def programs_section(path, lines):
+    """Issue 11: wall time and peak RSS of real programs under each malloc (medians), as ratios."""
+    runs = []
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            runs = [json.loads(ln) for ln in f if ln.strip()]
+    if not runs:
+        lines += ["(not measured)", ""]
+        return
+    allocs = ["glibc", "sydra", "mimalloc", "jemalloc"]
+    progs = list(dict.fromkeys(r["program"] for r in runs))
+    med = {}
+    for p in progs:
+        for a in allocs:
+            rs = [r for r in runs if r["program"] == p and r["allocator"] == a]
+            if rs:
+                med[(p, a)] = (statistics.median(r["wall_s"] for r in rs), statistics.median(r["maxrss_kb"] for r in rs),
+                               max(r["rc"] for r in rs), len(rs))
+    lines += ["Each program under each malloc through `LD_PRELOAD` (glibc: none), repetitions interleaved; medians "
+              "of wall time and of the child's peak RSS (`tools/bench_programs.sh`). Targets: wall time <= 1.0x "
+              "glibc on every program and geometric mean <= 1.0x mimalloc; peak RSS <= 1.1x glibc.", "",
+              "| program | runs | glibc s | sydra s | sydra/glibc time | sydra/mimalloc time | sydra/jemalloc time "
+              "| glibc MiB | sydra MiB | sydra/glibc RSS | sydra/mimalloc RSS |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    vs_mi = []
+    for p in progs:
+        if (p, "sydra") not in med or (p, "glibc") not in med:
+            continue
+        g, s = med[(p, "glibc")], med[(p, "sydra")]
+        mi, je = med.get((p, "mimalloc")), med.get((p, "jemalloc"))
+        if mi:
+            vs_mi.append(s[0] / mi[0])
+        rc = "" if s[2] == 0 else f" (exit {s[2]})"
+        lines.append(f"| {p}{rc} | {s[3]} | {g[0]:.2f} | {s[0]:.2f} | {mark(s[0] / g[0], s[0] / g[0] <= 1.0)} | "
+                     f"{fmt_ratio(s[0] / mi[0]) if mi else '-'} | {fmt_ratio(s[0] / je[0]) if je else '-'} | "
+                     f"{g[1] / 1024:.0f} | {s[1] / 1024:.0f} | {mark(s[1] / g[1], s[1] / g[1] <= 1.1)} | "
+                     f"{fmt_ratio(s[1] / mi[1]) if mi else '-'} |")
+    if vs_mi:
+        gm = math.exp(sum(math.log(v) for v in vs_mi) / len(vs_mi))
+        lines += ["", f"Geometric mean of sydra/mimalloc wall time: {mark(gm, gm <= 1.0)}."]
+    lines.append("")
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--throughput", required=True)
     ap.add_argument("--memory")
     ap.add_argument("--checked")
+    ap.add_argument("--programs")
     ap.add_argument("--commands")
     ap.add_argument("--builddir", default="build-bench")
     ap.add_argument("--out", default="docs/benchmarks.md")
@@ -728,6 +773,8 @@ def main(argv):
     else:
         lines += [f"(chart: {mem_note})", ""]
     lines += memory_lines
+    lines += ["## Issue 11: real programs on libsydra-malloc.so", ""]
+    programs_section(args.programs, lines)
     lines += ["## Other families (sydra only)", ""] + other
 
     lines += ["## Commands", "", "```"]

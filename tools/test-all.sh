@@ -3,8 +3,9 @@
 #   ./tools/test-all.sh
 # Tiers (times seen on 2 cores): see README.md "Test tiers".
 #   1. debug build, checked: unit tests of all three modes, stress smoke,
-#      compile-fail and link tests, the configured alias, the demo
-#   1b. release build, unchecked: the same unit and stress tests (no misuse tests)
+#      compile-fail and link tests, the configured alias, the demo, the malloc API
+#   1b. release build, unchecked: the same unit and stress tests (no misuse tests),
+#       and libsydra-malloc.so (unchecked and checked) under real programs
 #   2. one build folder per allocator_mode (+ allocator_shards=0), testing the
 #      configured alias; a bogus mode must be refused
 #   3. install + consumer projects (pkg-config and subproject); no per-mode
@@ -37,13 +38,13 @@ total_start=$(date +%s)
 tier "1. debug build (checked), every mode's tests"
 setup build "${common[@]}" -Dallocator_mode=small_pool -Dbenchmarks=disabled
 ninja -C build
-run_tests build
+run_tests build --no-suite real-programs  # run on the optimised libraries of tier 1b
 tier_done
 
 tier "1b. release build (unchecked): the fast paths that trust the caller"
 setup build-release "${common[@]}" -Dbuildtype=release -Dchecked=false -Dbenchmarks=disabled
 ninja -C build-release
-run_tests build-release --suite unit --suite stress --suite configured
+run_tests build-release --suite unit --suite stress --suite configured --suite malloc
 tier_done
 
 tier "2. one build per allocator_mode: the configured alias"
@@ -87,12 +88,14 @@ tier_done
 
 tier "6. Valgrind (memcheck) over the unit and stress tests"
 # Death tests fork and re-exec, which Valgrind cannot follow; they run in tiers 1, 4 and 5.
+# Shutdown.IdleBoundThreadsKeepTheirBlocksCounted leaks a block on purpose (the
+# leak report it checks must show it), which memcheck rightly reports.
 # mimalloc mode is left out: Valgrind redirects the allocator symbols that
 # Debian's libmimalloc (an MI_OVERRIDE build) exports, so mi_free reaches
 # Valgrind's free; Valgrind cannot look inside mimalloc's heap either way.
 SYDRA_STRESS_SCALE=0.1 run_tests build unit-default unit-small_pool stress-default stress-small_pool \
   --wrapper 'valgrind --error-exitcode=42 --leak-check=full --errors-for-leak-kinds=definite --quiet' \
-  --test-args=--gtest_filter=-Misuse*:*DeathTest* --timeout-multiplier 10
+  --test-args=--gtest_filter=-Misuse*:*DeathTest*:Shutdown.IdleBoundThreadsKeepTheirBlocksCounted --timeout-multiplier 10
 # And the other way round: a use-after-free inside the pool must be reported.
 set +e
 valgrind --error-exitcode=42 build/test/valgrind-uaf >build/valgrind-uaf.log 2>&1

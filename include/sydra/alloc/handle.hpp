@@ -13,6 +13,7 @@
 #pragma once
 
 #include <sydra/alloc/concepts.hpp>
+#include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/epoch/epoch_guard.hpp>
 
@@ -119,18 +120,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
           const unsigned cls = Classes::class_of(len, align);
           if (SYDRA_LIKELY(m->size_class == cls && m->handle == this &&
                            Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
-                                                    cls))) {
-            if constexpr (hardened) mark_freed(mem);  // aborts if it already was
-            if constexpr (Shards::enabled) {
-              const detail::ThreadEntry& e = shards_.entry();
-              if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, cls, mem))
-                return;  // the owner's magazine
-            }
-            if constexpr (Buckets::enabled) {
-              if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
-            }
-            return route_pooled(m, mem, len, align);  // checked and marked: a remote or slow free
-          }
+                                                    cls)))
+            return free_block(m, mem, cls, len, align);
         }
       }
       return free_pooled(m, mem, len, align);
@@ -138,8 +129,26 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       free_fallback(mem, len, align);
     }
   }
+
+ private:
+  // A free whose block the caller's fast path has checked (this handle's, the
+  // start of a block of class cls): the owner's magazine, this CPU's cache,
+  // or the slow route.
+  SYDRA_FAST_PATH void free_block(SlabMeta* m, void* mem, unsigned cls, std::size_t len, std::size_t align) noexcept {
+    if constexpr (hardened) mark_freed(mem);  // aborts if it already was
+    if constexpr (Shards::enabled) {
+      const detail::ThreadEntry& e = shards_.entry();
+      if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, cls, mem))
+        return;  // the owner's magazine
+    }
+    if constexpr (Buckets::enabled) {
+      if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
+    }
+    return route_pooled(m, mem, len, align);  // a remote or slow free
+  }
   // ---- End of the fast path --------------------------------------------------
 
+ public:
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     align = normalize_align(align);
     if (mem == nullptr || len == 0 || !valid_request(new_len, align)) return false;
@@ -174,9 +183,18 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   // Fallback with usable_size() and free_unsized().
   template <class F = Fallback>
     requires requires(F& f, void* p) { f.free_unsized(p); }
-  void free_unsized(void* mem) noexcept {
+  SYDRA_FAST_PATH void free_unsized(void* mem) noexcept {
     if constexpr (pooled) {
-      if (SlabMeta* m = Pagemap::lookup(mem)) return free_pooled(m, mem, m->block_size, 1);
+      if (SlabMeta* m = Pagemap::lookup(mem)) {
+        if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
+          const unsigned cls = m->size_class;
+          if (SYDRA_LIKELY(m->handle == this && m->kind != SlabKind::empty &&
+                           Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
+                                                    cls)))
+            return free_block(m, mem, cls, m->block_size, 1);
+        }
+        return free_pooled(m, mem, m->block_size, 1);
+      }
     }
     if (mem != nullptr) fallback_.free_unsized(mem);
   }
@@ -191,6 +209,45 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       }
     }
     return fallback_.usable_size(mem);
+  }
+
+  // fork() in a threaded process (a malloc's pthread_atfork handlers): every
+  // lock of every layer, taken before the fork in the order the paths nest
+  // them (thread registry, retire bags, CPU caches and buckets, slab pool,
+  // fallback), and released after it in the parent and in the child, so the
+  // child never inherits a lock that a thread it does not have was holding.
+  void fork_prepare() noexcept {
+    detail::registry_fork_lock();
+    if constexpr (requires { shards_.fork_lock(); }) shards_.fork_lock();
+    if constexpr (requires { buckets_.fork_lock(); }) buckets_.fork_lock();
+    if constexpr (requires { pool_.fork_lock(); }) pool_.fork_lock();
+    if constexpr (requires { fallback_.fork_lock(); }) fallback_.fork_lock();
+  }
+  void fork_release() noexcept {
+    if constexpr (requires { fallback_.fork_unlock(); }) fallback_.fork_unlock();
+    if constexpr (requires { pool_.fork_unlock(); }) pool_.fork_unlock();
+    if constexpr (requires { buckets_.fork_unlock(); }) buckets_.fork_unlock();
+    if constexpr (requires { shards_.fork_unlock(); }) shards_.fork_unlock();
+    detail::registry_fork_unlock();
+  }
+
+  // realloc(): a remap that knows neither the block's length nor its
+  // alignment (malloc's). Pooled blocks: the slab's class; fallback blocks:
+  // a Fallback with remap_unsized(). nullptr leaves the block as it was.
+  template <class F = Fallback>
+    requires requires(F& f, void* p) { f.remap_unsized(p, std::size_t{}); }
+  void* remap_unsized(void* mem, std::size_t new_len) noexcept {
+    constexpr std::size_t align = max_pooled_alignment;
+    if (!valid_request(new_len, align)) return nullptr;
+    if constexpr (pooled) {
+      if (SlabMeta* m = Pagemap::lookup(mem)) {
+        check_block(m, mem, m->block_size, 1, false);
+        if (same_class(m, new_len, align)) return mem;
+        return move_unsized(mem, m->block_size, new_len);  // across classes, or out to the fallback
+      }
+      if (poolable(new_len, align)) return move_unsized(mem, fallback_.usable_size(mem), new_len);  // into a pool
+    }
+    return fallback_.remap_unsized(mem, new_len);
   }
 
   // Live blocks and bytes across every layer that counts: what a destroyed
@@ -453,6 +510,15 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if (p == nullptr) return nullptr;  // the old block stays valid
     std::memcpy(p, mem, std::min(len, new_len));
     free(mem, len, align);
+    return p;
+  }
+
+  template <class F = Fallback>  // a template, as remap_unsized(): only for a Fallback with free_unsized()
+  void* move_unsized(void* mem, std::size_t usable, std::size_t new_len) noexcept {
+    void* p = alloc(new_len, max_pooled_alignment);
+    if (p == nullptr) return nullptr;  // the old block stays valid
+    std::memcpy(p, mem, std::min(usable, new_len));
+    free_unsized(mem);
     return p;
   }
 

@@ -136,6 +136,16 @@ class CpuCaches {
   }
   SpinMutex& lock_of(unsigned cpu) noexcept { return locks_[cpu]; }
 
+  // fork(): every CPU's lock (locked mode only; the rseq stacks have none).
+  void fork_lock() noexcept {
+    if (locks_ != nullptr)
+      for (unsigned cpu = 0; cpu < ncpu_; ++cpu) locks_[cpu].lock();
+  }
+  void fork_unlock() noexcept {
+    if (locks_ != nullptr)
+      for (unsigned cpu = ncpu_; cpu-- > 0;) locks_[cpu].unlock();
+  }
+
  private:
   char* base_ = nullptr;
   std::size_t stride_ = 0;

@@ -77,6 +77,12 @@ void for_each_thread_state(std::uint64_t id, unsigned passes, void (*f)(void* ct
 
 std::uint64_t new_thread_token() noexcept;
 
+// fork(): the registry lock is taken before fork and released in both
+// processes after it, so a child never inherits it held (see fork_prepare()
+// in handle.hpp for the order of all the locks).
+void registry_fork_lock() noexcept;
+void registry_fork_unlock() noexcept;
+
 // A nonzero token unique to the calling thread.
 inline std::uint64_t thread_token() noexcept {
   if (SYDRA_UNLIKELY(thread_cache.token == 0)) thread_cache.token = new_thread_token();

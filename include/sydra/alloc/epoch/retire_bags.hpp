@@ -167,6 +167,12 @@ class RetireBags {
     spare_ = b;
   }
 
+
+ public:
+  void fork_lock() noexcept { spare_mu_.lock(); }
+  void fork_unlock() noexcept { spare_mu_.unlock(); }
+
+ private:
   EpochDomain& epochs_;
   Allocator backing_;
   FreeFn free_fn_;

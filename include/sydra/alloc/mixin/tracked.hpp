@@ -80,6 +80,21 @@ class Tracked {
     heap_.free_unsized(mem);
   }
 
+  void* remap_unsized(void* mem, std::size_t new_len) noexcept
+    requires requires(Heap& h) { h.remap_unsized(mem, new_len); }
+  {
+    static_assert(Features.usable_bytes, "Tracked: remap_unsized() needs TrackedFeatures{.usable_bytes = true}");
+    const std::size_t old_bytes = heap_.usable_size(mem);
+    void* p = heap_.remap_unsized(mem, new_len);
+    if (p != nullptr) {
+      auto* b = c_.local();
+      c_.bump(b, remaps);
+      c_.bump(b, bytes_out, old_bytes);
+      c_.bump(b, bytes_in, heap_.usable_size(p));
+    }
+    return p;
+  }
+
   void collect_stats(Stats& out) const noexcept {
     out.has_fallback = true;
     std::array<std::size_t, 4 + fallback_bins> order{frees, bytes_out, resizes, remaps};
@@ -110,6 +125,16 @@ class Tracked {
   }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }
+  void fork_lock() noexcept
+    requires requires(Heap& h) { h.fork_lock(); }
+  {
+    heap_.fork_lock();
+  }
+  void fork_unlock() noexcept
+    requires requires(Heap& h) { h.fork_unlock(); }
+  {
+    heap_.fork_unlock();
+  }
 
  private:
   enum : std::size_t { frees = fallback_bins, resizes, remaps, bytes_in, bytes_out, count };

@@ -50,10 +50,39 @@ struct LeakReport {
 };
 
 namespace detail {
+// The registry's containers take their nodes from the heap's backing
+// allocator, not from operator new: under a malloc built on the handle
+// (lib/malloc/), operator new is the handle itself, and a fallback free
+// would re-enter the registry's lock.
+template <class T>
+struct BackingStd {
+  using value_type = T;
+  Allocator backing;
+  explicit BackingStd(Allocator a) noexcept : backing(a) {}
+  template <class U>
+  BackingStd(const BackingStd<U>& o) noexcept : backing(o.backing) {}
+  T* allocate(std::size_t n) {
+    T* p = backing.template alloc_array<T>(n);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void deallocate(T* p, std::size_t n) noexcept { backing.free_array(p, n); }
+  template <class U>
+  friend bool operator==(const BackingStd& a, const BackingStd<U>& b) noexcept {
+    return a.backing == b.backing;
+  }
+};
+
 // Checked builds only: live blocks by address, plus the last freed addresses
 // so that a second free can be told apart from a pointer never handed out.
 class BlockRegistry {
  public:
+  explicit BlockRegistry(Allocator backing)
+      : live_(std::less<>{}, BackingStd<std::pair<const std::uintptr_t, Entry>>(backing)),
+        freed_(BackingStd<std::uintptr_t>(backing)),
+        freed_set_(0, std::hash<std::uintptr_t>{}, std::equal_to<>{}, BackingStd<std::uintptr_t>(backing)) {}
+  void fork_lock() noexcept { mu_.lock(); }
+  void fork_unlock() noexcept { mu_.unlock(); }
   bool add(void* p, std::size_t len, std::size_t align) noexcept {
     std::lock_guard g(mu_);
     try {
@@ -86,6 +115,14 @@ class BlockRegistry {
     check_locked(p, len, align);
     live_.erase(reinterpret_cast<std::uintptr_t>(p));
     remember_freed(p);
+  }
+  // The length and alignment a live block was allocated with, for a remap
+  // that does not know them (realloc); diagnoses and aborts for anything else.
+  std::pair<std::size_t, std::size_t> claims(const void* p) noexcept {
+    std::lock_guard g(mu_);
+    auto it = live_.find(reinterpret_cast<std::uintptr_t>(p));
+    if (it == live_.end()) check_locked(p, 0, 0);  // diagnoses and aborts
+    return {it->second.len, it->second.align};
   }
   // A free that does not know the block's length: the pointer alone must be
   // a live block's start.
@@ -137,11 +174,14 @@ class BlockRegistry {
   }
 
   std::mutex mu_;
-  std::map<std::uintptr_t, Entry> live_;
-  std::deque<std::uintptr_t> freed_;
-  std::unordered_set<std::uintptr_t> freed_set_;
+  std::map<std::uintptr_t, Entry, std::less<>, BackingStd<std::pair<const std::uintptr_t, Entry>>> live_;
+  std::deque<std::uintptr_t, BackingStd<std::uintptr_t>> freed_;
+  std::unordered_set<std::uintptr_t, std::hash<std::uintptr_t>, std::equal_to<>, BackingStd<std::uintptr_t>>
+      freed_set_;
 };
-struct NoRegistry {};
+struct NoRegistry {
+  explicit NoRegistry(Allocator) noexcept {}
+};
 }  // namespace detail
 
 // Checked<Heap>: in checked builds, the registry above in front of a heap;
@@ -150,8 +190,8 @@ template <class Heap, bool Registry = checked>
 class Checked {
  public:
   using Options = typename Heap::Options;
-  Checked() = default;
-  explicit Checked(const Options& o) : heap_(o) {}
+  Checked() : Checked(Options{}) {}
+  explicit Checked(const Options& o) : heap_(o), registry_(heap_.backing_allocator()) {}
 
   void* alloc(std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
@@ -185,9 +225,12 @@ class Checked {
     if constexpr (Registry) registry_.remove(mem, len, align);
     heap_.free(mem, len, align);
   }
+  // Checked builds diagnose a pointer that is not a live block's start
+  // before the heap below reads its header (a free() counts its bytes first).
   std::size_t usable_size(const void* mem) noexcept
     requires requires(Heap& h) { h.usable_size(mem); }
   {
+    if constexpr (Registry) static_cast<void>(registry_.claims(mem));
     return heap_.usable_size(mem);
   }
   void free_unsized(void* mem) noexcept
@@ -196,8 +239,28 @@ class Checked {
     if constexpr (Registry) registry_.remove_unsized(mem);
     heap_.free_unsized(mem);
   }
+  // realloc's remap: the block's own length and alignment, from the registry
+  // (checked builds) or the heap.
+  void* remap_unsized(void* mem, std::size_t new_len) noexcept
+    requires requires(Heap& h) { h.remap_unsized(mem, new_len); }
+  {
+    if constexpr (Registry) {
+      const auto [len, align] = registry_.claims(mem);
+      void* p = heap_.remap(mem, len, align, new_len);
+      if (p != nullptr) registry_.relocate(mem, p, new_len);
+      return p;
+    } else {
+      return heap_.remap_unsized(mem, new_len);
+    }
+  }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }
+  void fork_lock() noexcept {
+    if constexpr (Registry) registry_.fork_lock();
+  }
+  void fork_unlock() noexcept {
+    if constexpr (Registry) registry_.fork_unlock();
+  }
 
  private:
   [[no_unique_address]] Heap heap_;
@@ -270,6 +333,8 @@ class Audited {
   LeakReport live() const noexcept { return live_.live(); }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_.inner(); }
+  void fork_lock() noexcept { heap_.fork_lock(); }
+  void fork_unlock() noexcept { heap_.fork_unlock(); }
 
  private:
   Checked<Heap, Registry> heap_;

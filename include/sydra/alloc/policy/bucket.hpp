@@ -158,6 +158,17 @@ class BucketLayer {
     }
   }
 
+  // fork(): the CPU caches' locks, then every class's (the order a flush
+  // takes them in).
+  void fork_lock() noexcept {
+    caches_.fork_lock();
+    for (unsigned c = 0; c < Classes::count; ++c) buckets_[c].lock.lock_quietly();
+  }
+  void fork_unlock() noexcept {
+    for (unsigned c = Classes::count; c-- > 0;) buckets_[c].lock.unlock_quietly();
+    caches_.fork_unlock();
+  }
+
   LeakReport live() noexcept
     requires(Features.stats)
   {

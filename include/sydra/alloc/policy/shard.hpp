@@ -147,6 +147,14 @@ class ShardLayer final : public detail::ThreadHost {
   bool running() const noexcept { return count_ != 0; }
   std::size_t shard_count() const noexcept { return count_; }
 
+  // fork(): the spare retire bags' lock; shards and remote frees take none.
+  void fork_lock() noexcept {
+    if constexpr (Features.epochs) bags_.fork_lock();
+  }
+  void fork_unlock() noexcept {
+    if constexpr (Features.epochs) bags_.fork_unlock();
+  }
+
   // ---- The fast path -----------------------------------------------------------
   // The handle reads this thread's entry once (entry(), bound()), then pops
   // from its shard's magazine (pop()). No call on the way: an empty magazine

@@ -147,6 +147,10 @@ class SlabPool {
   const void* handle() const noexcept { return handle_; }
   const SlabPoolOptions& options() const noexcept { return options_; }
 
+  // fork(): the pool's lock, the last a pooled path takes.
+  void fork_lock() noexcept { mu_.lock(); }
+  void fork_unlock() noexcept { mu_.unlock(); }
+
  private:
   static constexpr std::uint8_t no_class = 0xff;
 

@@ -1,0 +1,325 @@
+// Any policy, any malloc: the C allocation API and every C++ operator
+// new/delete over one process-wide BasicAllocatorHandle<Policy>.
+//
+//   // my_malloc.cpp, the only source of a shared library:
+//   #include <sydra/alloc/malloc_override.hpp>
+//   SYDRA_ALLOC_DEFINE_MALLOC(sydra::alloc::MallocPolicy<MyPolicy>)
+//
+//   # meson.build (see examples/meson.build, custom_malloc):
+//   shared_library('my-malloc', 'my_malloc.cpp', dependencies: sydra_alloc_malloc_dep,
+//                  gnu_symbol_visibility: 'hidden')
+//
+// then LD_PRELOAD=libmy-malloc.so any-program, or link it first. libsydra-malloc.so
+// (lib/malloc/) is this over the configured mode's policy.
+//
+// What a process needs from a malloc, and where this file gives it:
+//   - usable before main and from the loader's first allocation: the handle
+//     lives in static storage and is built by the first call (Process::get),
+//     with no constructor order to depend on, and never destroyed (blocks are
+//     freed after every destructor ran);
+//   - fork() in a threaded process: pthread_atfork handlers take every lock
+//     of the handle before the fork and release them in both processes;
+//   - thread exit: the thread registry's exit hook (thread_registry.cpp)
+//     gives back a thread's shard and cached blocks;
+//   - errno = ENOMEM on every failure, EINVAL for a bad alignment where POSIX
+//     says so; malloc(0) returns a unique block and realloc(p, 0) frees p and
+//     returns nullptr, as glibc does; every block is aligned to 16
+//     (alignof(std::max_align_t)) or more;
+//   - SYDRA_ALLOC_STATS=1 prints the stats table to stderr at exit, =json the JSON.
+// A policy's Fallback must never call malloc (MallocPolicy's LibcHeap calls
+// glibc's __libc_* entry points) and must provide usable_size(),
+// free_unsized() and remap_unsized().
+#pragma once
+
+#include <sydra/alloc/format.hpp>
+#include <sydra/alloc/handle.hpp>
+#include <sydra/alloc/mixin/tracked.hpp>
+#include <sydra/alloc/policy/libc_heap.hpp>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace sydra::alloc {
+inline namespace SYDRA_ALLOC_ABI {
+
+// P with a fallback that cannot recurse into the malloc it serves: glibc's
+// own heap, with per-thread counters that count usable bytes (free() knows
+// no length) and, in checked builds, the registry that diagnoses foreign and
+// double frees of fallback blocks.
+template <class P>
+struct MallocPolicy : P {
+  using Fallback = Tracked<Checked<LibcHeap>, TrackedFeatures{.usable_bytes = true}>;
+};
+
+namespace malloc_detail {
+
+inline constexpr std::size_t malloc_align = alignof(std::max_align_t);
+
+template <class Policy>
+class Process {
+ public:
+  using Handle = BasicAllocatorHandle<Policy>;
+
+  // The handle, built by the first call from any thread. A thread that finds
+  // another one building it waits; the builder itself never comes back here
+  // (building allocates from LibcHeap, not from malloc).
+  SYDRA_FAST_PATH static Handle& get() noexcept {
+    if (SYDRA_LIKELY(state_.load(std::memory_order_acquire) == ready)) return *handle();
+    return init();
+  }
+
+  // ---- The C API -------------------------------------------------------------
+  static void* malloc(std::size_t n) noexcept { return out_of(get().alloc(n == 0 ? 1 : n, malloc_align)); }
+  static void free(void* p) noexcept {
+    if (p != nullptr) get().free_unsized(p);
+  }
+  static void* calloc(std::size_t count, std::size_t size) noexcept {
+    std::size_t n = 0;
+    if (__builtin_mul_overflow(count, size, &n)) return fail();
+    void* p = malloc(n);
+    if (p != nullptr) std::memset(p, 0, n);
+    return p;
+  }
+  static void* realloc(void* p, std::size_t n) noexcept {
+    if (p == nullptr) return malloc(n);
+    if (n == 0) {  // glibc: frees the block and returns nullptr
+      free(p);
+      return nullptr;
+    }
+    return out_of(get().remap_unsized(p, n));
+  }
+  static void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
+    std::size_t n = 0;
+    if (__builtin_mul_overflow(count, size, &n)) return fail();
+    return realloc(p, n);
+  }
+  // POSIX: alignment a power of two and a multiple of sizeof(void*), else
+  // EINVAL; ENOMEM returned (not set in errno) when memory is short.
+  static int posix_memalign(void** out, std::size_t align, std::size_t n) noexcept {
+    if (align < sizeof(void*) || (align & (align - 1)) != 0) return EINVAL;
+    const int saved = errno;
+    void* p = aligned(align, n);
+    errno = saved;
+    if (p == nullptr) return ENOMEM;
+    *out = p;
+    return 0;
+  }
+  // glibc: any power of two (EINVAL otherwise).
+  static void* aligned_alloc(std::size_t align, std::size_t n) noexcept {
+    if (align == 0 || (align & (align - 1)) != 0) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    return aligned(align, n);
+  }
+  // glibc: an alignment that is not a power of two is rounded up to one.
+  static void* memalign(std::size_t align, std::size_t n) noexcept {
+    if (align > max_request / 2 + 1) return fail();
+    if ((align & (align - 1)) != 0) align = std::size_t{1} << (64 - __builtin_clzll(align));
+    return aligned(align, n);
+  }
+  static void* valloc(std::size_t n) noexcept { return aligned(page(), n); }
+  static void* pvalloc(std::size_t n) noexcept {
+    const std::size_t pg = page();
+    if (n > max_request - pg) return fail();
+    return aligned(pg, n == 0 ? pg : (n + pg - 1) & ~(pg - 1));
+  }
+  static std::size_t usable_size(void* p) noexcept { return p == nullptr ? 0 : get().usable_size(p); }
+
+  // ---- C++ -------------------------------------------------------------------
+  static void* new_or_throw(std::size_t n, std::size_t align) {
+    for (;;) {
+      if (void* p = get().alloc(n == 0 ? 1 : n, align < malloc_align ? malloc_align : align)) return p;
+      std::new_handler h = std::get_new_handler();
+      if (h == nullptr) throw std::bad_alloc();
+      h();
+    }
+  }
+  static void* new_nothrow(std::size_t n, std::size_t align) noexcept {
+    try {
+      return new_or_throw(n, align);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  static void sized_delete(void* p, std::size_t n, std::size_t align) noexcept {
+    if (p != nullptr) get().free(p, n == 0 ? 1 : n, align < malloc_align ? malloc_align : align);
+  }
+
+ private:
+  enum : int { idle = 0, building = 1, ready = 2 };
+
+  static Handle* handle() noexcept { return std::launder(reinterpret_cast<Handle*>(storage_)); }
+
+  SYDRA_SLOW_PATH static Handle& init() noexcept {
+    int s = idle;
+    if (state_.compare_exchange_strong(s, building, std::memory_order_acq_rel)) {
+      typename Handle::Options o;
+      o.print_leaks = false;  // never destroyed: the process's exit is not a leak
+      ::new (static_cast<void*>(storage_)) Handle(o);
+      state_.store(ready, std::memory_order_release);
+      ::pthread_atfork(&before_fork, &after_fork, &after_fork);
+      open_stats_fd();
+      return *handle();
+    }
+    while (state_.load(std::memory_order_acquire) != ready) ::sched_yield();
+    return *handle();
+  }
+
+  static void before_fork() noexcept { get().fork_prepare(); }
+  static void after_fork() noexcept { get().fork_release(); }
+
+  // SYDRA_ALLOC_STATS: stderr is duplicated when the handle is built,
+  // because programs close their standard streams in atexit handlers
+  // registered after ours, which therefore run before it (coreutils'
+  // close_stdout does).
+  static void open_stats_fd() noexcept {
+    const char* v = std::getenv("SYDRA_ALLOC_STATS");
+    if (v == nullptr || *v == '\0' || std::strcmp(v, "0") == 0) return;
+    stats_json_ = std::strcmp(v, "json") == 0;
+    stats_fd_ = ::fcntl(2, F_DUPFD_CLOEXEC, 64);
+    if (stats_fd_ >= 0) std::atexit(&print_stats_at_exit);  // may allocate: the handle is ready
+  }
+  static void print_stats_at_exit() noexcept {
+    std::string text;
+    if constexpr (Handle::has_stats) {
+      try {
+        const Stats s = get().snapshot_stats();
+        text = stats_json_ ? to_json(s) + "\n" : fmt::format("{}\n", s);
+      } catch (...) {
+        text = "sydra-alloc: stats: out of memory while formatting\n";
+      }
+    } else {
+      text = fmt::format("sydra-alloc: the {} policy keeps no stats\n", Policy::name);
+    }
+    for (std::size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(stats_fd_, text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(stats_fd_);
+  }
+
+  static void* out_of(void* p) noexcept { return p != nullptr ? p : fail(); }
+  static void* fail() noexcept {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  static void* aligned(std::size_t align, std::size_t n) noexcept {
+    return out_of(get().alloc(n == 0 ? 1 : n, align < malloc_align ? malloc_align : align));
+  }
+  static std::size_t page() noexcept { return pal::page_bytes; }
+
+  static inline std::atomic<int> state_{idle};
+  static inline int stats_fd_ = -1;
+  static inline bool stats_json_ = false;
+  alignas(Handle) static inline unsigned char storage_[sizeof(Handle)];
+};
+
+}  // namespace malloc_detail
+}  // namespace SYDRA_ALLOC_ABI
+}  // namespace sydra::alloc
+
+#define SYDRA_ALLOC_MALLOC_EXPORT extern "C" __attribute__((visibility("default")))
+#define SYDRA_ALLOC_NEW_EXPORT __attribute__((visibility("default")))
+
+// Defines malloc, free, calloc, realloc, reallocarray, posix_memalign,
+// aligned_alloc, memalign, valloc, pvalloc, malloc_usable_size and every
+// operator new/delete over BasicAllocatorHandle<Policy>. Once per program.
+#define SYDRA_ALLOC_DEFINE_MALLOC(...)                                                                              \
+  namespace sydra_alloc_malloc_override {                                                                          \
+  using P = ::sydra::alloc::malloc_detail::Process<__VA_ARGS__>;                                                  \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* malloc(std::size_t n) noexcept { return sydra_alloc_malloc_override::P::malloc(n); } \
+  SYDRA_ALLOC_MALLOC_EXPORT void free(void* p) noexcept { sydra_alloc_malloc_override::P::free(p); }                   \
+  SYDRA_ALLOC_MALLOC_EXPORT void cfree(void* p) noexcept { sydra_alloc_malloc_override::P::free(p); }                  \
+  SYDRA_ALLOC_MALLOC_EXPORT void* calloc(std::size_t c, std::size_t n) noexcept {                                   \
+    return sydra_alloc_malloc_override::P::calloc(c, n);                                                           \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* realloc(void* p, std::size_t n) noexcept {                                        \
+    return sydra_alloc_malloc_override::P::realloc(p, n);                                                          \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* reallocarray(void* p, std::size_t c, std::size_t n) noexcept {                    \
+    return sydra_alloc_malloc_override::P::reallocarray(p, c, n);                                                  \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT int posix_memalign(void** out, std::size_t a, std::size_t n) noexcept {                 \
+    return sydra_alloc_malloc_override::P::posix_memalign(out, a, n);                                              \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* aligned_alloc(std::size_t a, std::size_t n) noexcept {                            \
+    return sydra_alloc_malloc_override::P::aligned_alloc(a, n);                                                    \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* memalign(std::size_t a, std::size_t n) noexcept {                                 \
+    return sydra_alloc_malloc_override::P::memalign(a, n);                                                         \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT void* valloc(std::size_t n) noexcept { return sydra_alloc_malloc_override::P::valloc(n); } \
+  SYDRA_ALLOC_MALLOC_EXPORT void* pvalloc(std::size_t n) noexcept {                                                 \
+    return sydra_alloc_malloc_override::P::pvalloc(n);                                                             \
+  }                                                                                                                \
+  SYDRA_ALLOC_MALLOC_EXPORT std::size_t malloc_usable_size(void* p) noexcept {                                      \
+    return sydra_alloc_malloc_override::P::usable_size(p);                                                         \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new(std::size_t n) { return sydra_alloc_malloc_override::P::new_or_throw(n, 0); } \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new[](std::size_t n) {                                                      \
+    return sydra_alloc_malloc_override::P::new_or_throw(n, 0);                                                     \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new(std::size_t n, const std::nothrow_t&) noexcept {                        \
+    return sydra_alloc_malloc_override::P::new_nothrow(n, 0);                                                      \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {                      \
+    return sydra_alloc_malloc_override::P::new_nothrow(n, 0);                                                      \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new(std::size_t n, std::align_val_t a) {                                    \
+    return sydra_alloc_malloc_override::P::new_or_throw(n, static_cast<std::size_t>(a));                           \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new[](std::size_t n, std::align_val_t a) {                                  \
+    return sydra_alloc_malloc_override::P::new_or_throw(n, static_cast<std::size_t>(a));                           \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {    \
+    return sydra_alloc_malloc_override::P::new_nothrow(n, static_cast<std::size_t>(a));                            \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {  \
+    return sydra_alloc_malloc_override::P::new_nothrow(n, static_cast<std::size_t>(a));                            \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p) noexcept { sydra_alloc_malloc_override::P::free(p); }        \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p) noexcept { sydra_alloc_malloc_override::P::free(p); }      \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {                            \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {                          \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p, std::size_t n) noexcept {                                    \
+    sydra_alloc_malloc_override::P::sized_delete(p, n, 0);                                                         \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p, std::size_t n) noexcept {                                  \
+    sydra_alloc_malloc_override::P::sized_delete(p, n, 0);                                                         \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept {                                 \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {                               \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {          \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {        \
+    sydra_alloc_malloc_override::P::free(p);                                                                       \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {                \
+    sydra_alloc_malloc_override::P::sized_delete(p, n, static_cast<std::size_t>(a));                               \
+  }                                                                                                                \
+  SYDRA_ALLOC_NEW_EXPORT void operator delete[](void* p, std::size_t n, std::align_val_t a) noexcept {              \
+    sydra_alloc_malloc_override::P::sized_delete(p, n, static_cast<std::size_t>(a));                               \
+  }                                                                                                                \
+  static_assert(true, "")

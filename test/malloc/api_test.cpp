@@ -1,0 +1,343 @@
+// The C allocation API and operator new/delete of libsydra-malloc.so, run
+// under LD_PRELOAD (meson.build): what glibc, POSIX and the C++ standard
+// promise, fork in a threaded process, thread exit, and (checked build only,
+// suite filter MallocChecked*) misuse diagnosed.
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+bool aligned_to(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
+
+// Opaque to the optimiser: a malloc/free pair the compiler could drop.
+void* volatile sink;
+void* call_malloc(std::size_t n) { return sink = std::malloc(n); }
+
+TEST(MallocApi, RunsOnSydraMalloc) {
+  for (const char* name : {"malloc", "free", "realloc", "_Znwm", "_ZdlPv", "malloc_usable_size"}) {
+    Dl_info info{};
+    void* sym = ::dlsym(RTLD_DEFAULT, name);
+    ASSERT_NE(sym, nullptr) << name;
+    ASSERT_NE(::dladdr(sym, &info), 0) << name;
+    EXPECT_NE(std::strstr(info.dli_fname, "sydra-malloc"), nullptr) << name << " comes from " << info.dli_fname;
+  }
+}
+
+TEST(MallocApi, ZeroBytesIsAUniqueFreeableBlock) {
+  void* a = call_malloc(0);
+  void* b = call_malloc(0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  EXPECT_GE(malloc_usable_size(a), 1u);
+  std::free(a);
+  std::free(b);
+  std::free(nullptr);  // a no-op
+}
+
+TEST(MallocApi, EverySizeIsAlignedToSixteenAndUsable) {
+  std::vector<std::pair<unsigned char*, std::size_t>> live;
+  for (std::size_t n = 1; n <= 20000; n += (n < 600 ? 1 : 97)) {
+    auto* p = static_cast<unsigned char*>(call_malloc(n));
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_TRUE(aligned_to(p, 16)) << n;
+    EXPECT_GE(malloc_usable_size(p), n);
+    std::memset(p, static_cast<int>(n & 0xff), n);
+    live.emplace_back(p, n);
+  }
+  for (auto [p, n] : live) {
+    for (std::size_t k = 0; k < n; k += 13) ASSERT_EQ(p[k], static_cast<unsigned char>(n & 0xff)) << n;
+    std::free(p);
+  }
+}
+
+TEST(MallocApi, CallocZeroesAndRefusesAnOverflow) {
+  for (int i = 0; i < 64; ++i) {  // dirty blocks of the classes calloc will reuse
+    void* p = call_malloc(static_cast<std::size_t>(i) * 8 + 8);
+    std::memset(p, 0xff, static_cast<std::size_t>(i) * 8 + 8);
+    std::free(p);
+  }
+  for (std::size_t n : {1u, 16u, 100u, 512u, 5000u, 300000u}) {
+    auto* p = static_cast<unsigned char*>(std::calloc(n, 1));
+    ASSERT_NE(p, nullptr);
+    for (std::size_t k = 0; k < n; ++k) ASSERT_EQ(p[k], 0) << n;
+    std::free(p);
+  }
+  errno = 0;
+  EXPECT_EQ(std::calloc(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(MallocApi, HugeRequestsFailWithEnomem) {
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX / 2 + 1, SIZE_MAX - 4095}) {
+    errno = 0;
+    EXPECT_EQ(call_malloc(n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+  }
+}
+
+TEST(MallocApi, ReallocKeepsContentsAcrossClassesAndTheFallback) {
+  const std::size_t steps[] = {1, 8, 17, 100, 256, 300, 1000, 5000, 9000, 70000, 200000, 9000, 300, 24, 3};
+  auto* p = static_cast<unsigned char*>(call_malloc(1));
+  p[0] = 1;
+  std::size_t have = 1;
+  for (std::size_t n : steps) {
+    auto* q = static_cast<unsigned char*>(std::realloc(p, n));
+    ASSERT_NE(q, nullptr) << n;
+    EXPECT_TRUE(aligned_to(q, 16));
+    const std::size_t kept = std::min(have, n);
+    for (std::size_t k = 0; k < kept; ++k) ASSERT_EQ(q[k], static_cast<unsigned char>(k * 7 + 1)) << n << " at " << k;
+    for (std::size_t k = 0; k < n; ++k) q[k] = static_cast<unsigned char>(k * 7 + 1);
+    p = q;
+    have = n;
+  }
+  std::free(p);
+}
+
+TEST(MallocApi, ReallocOfNullAllocatesAndToZeroFrees) {
+  void* p = std::realloc(nullptr, 40);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(std::realloc(p, 0), nullptr);  // glibc: p is freed
+}
+
+TEST(MallocApi, AFailedReallocLeavesTheBlock) {
+  for (std::size_t n : {48u, 100000u}) {
+    auto* p = static_cast<unsigned char*>(call_malloc(n));
+    std::memset(p, 0x5a, n);
+    errno = 0;
+    EXPECT_EQ(std::realloc(p, SIZE_MAX - 64), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    for (std::size_t k = 0; k < n; ++k) ASSERT_EQ(p[k], 0x5a);
+    std::free(p);
+  }
+}
+
+TEST(MallocApi, Reallocarray) {
+  void* p = reallocarray(nullptr, 10, 10);
+  ASSERT_NE(p, nullptr);
+  errno = 0;
+  EXPECT_EQ(reallocarray(p, SIZE_MAX / 4, 8), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  std::free(p);
+}
+
+TEST(MallocApi, PosixMemalign) {
+  void* p = reinterpret_cast<void*>(0x1);
+  for (std::size_t bad : {0u, 3u, 4u, 24u}) {
+    EXPECT_EQ(::posix_memalign(&p, bad, 16), EINVAL) << bad;
+    EXPECT_EQ(p, reinterpret_cast<void*>(0x1));
+  }
+  for (std::size_t a : {8u, 16u, 32u, 64u, 4096u, 1u << 20}) {
+    for (std::size_t n : {0u, 1u, 100u, 5000u}) {
+      void* q = nullptr;
+      ASSERT_EQ(::posix_memalign(&q, a, n), 0) << a << " " << n;
+      EXPECT_TRUE(aligned_to(q, a)) << a;
+      std::memset(q, 1, n);
+      std::free(q);
+    }
+  }
+  EXPECT_EQ(::posix_memalign(&p, 64, SIZE_MAX - 4096), ENOMEM);
+  EXPECT_EQ(p, reinterpret_cast<void*>(0x1));
+}
+
+TEST(MallocApi, AlignedAllocMemalignVallocPvalloc) {
+  errno = 0;
+  EXPECT_EQ(std::aligned_alloc(3, 16), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  void* a = std::aligned_alloc(64, 100);
+  ASSERT_NE(a, nullptr);
+  EXPECT_TRUE(aligned_to(a, 64));
+  void* m = ::memalign(24, 100);  // glibc rounds the alignment up to 32
+  ASSERT_NE(m, nullptr);
+  EXPECT_TRUE(aligned_to(m, 32));
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void* v = ::valloc(10);
+  ASSERT_NE(v, nullptr);
+  EXPECT_TRUE(aligned_to(v, page));
+  void* pv = ::pvalloc(10);
+  ASSERT_NE(pv, nullptr);
+  EXPECT_TRUE(aligned_to(pv, page));
+  EXPECT_GE(malloc_usable_size(pv), page);
+  void* pz = ::pvalloc(0);
+  ASSERT_NE(pz, nullptr);
+  for (void* p : {a, m, v, pv, pz}) std::free(p);
+}
+
+struct alignas(64) Wide {
+  unsigned char bytes[64];
+};
+struct alignas(4096) Page {
+  unsigned char bytes[100];
+};
+
+TEST(MallocApi, EveryFormOfNewAndDelete) {
+  int* i = new int(7);
+  EXPECT_EQ(*i, 7);
+  delete i;
+  int* arr = new int[1000]();
+  EXPECT_EQ(arr[999], 0);
+  delete[] arr;
+  int* nt = new (std::nothrow) int(3);
+  ASSERT_NE(nt, nullptr);
+  delete nt;
+  auto* w = new Wide[3];
+  EXPECT_TRUE(aligned_to(w, 64));
+  delete[] w;
+  auto* pg = new Page;
+  EXPECT_TRUE(aligned_to(pg, 4096));
+  delete pg;
+  void* raw = ::operator new(300, std::align_val_t{128});
+  EXPECT_TRUE(aligned_to(raw, 128));
+  ::operator delete(raw, 300, std::align_val_t{128});
+  void* raw2 = ::operator new(40, std::align_val_t{256}, std::nothrow);
+  ASSERT_NE(raw2, nullptr);
+  ::operator delete(raw2, std::align_val_t{256}, std::nothrow);
+  void* sized = ::operator new(72);
+  ::operator delete(sized, 72);
+  void* zero = ::operator new(0);
+  ASSERT_NE(zero, nullptr);
+  ::operator delete(zero, std::size_t{0});
+  std::vector<std::string> strings;  // std::allocator's sized deletes
+  for (int k = 0; k < 5000; ++k) strings.push_back(std::string(static_cast<std::size_t>(k % 300), 'x'));
+  EXPECT_EQ(strings[4999].size(), 4999u % 300);
+}
+
+int handler_calls = 0;
+void counting_handler() {
+  ++handler_calls;
+  std::set_new_handler(nullptr);  // the next failure throws
+}
+
+TEST(MallocApi, NewThrowsAfterTheNewHandlerAndNothrowReturnsNull) {
+  const std::size_t huge = SIZE_MAX / 2;
+  EXPECT_EQ(::operator new(huge, std::nothrow), nullptr);
+  handler_calls = 0;
+  std::set_new_handler(&counting_handler);
+  EXPECT_THROW(static_cast<void>(::operator new(huge)), std::bad_alloc);
+  EXPECT_EQ(handler_calls, 1);
+  EXPECT_THROW(static_cast<void>(::operator new[](huge, std::align_val_t{64})), std::bad_alloc);
+}
+
+// fork() while other threads hold the allocator's locks: the child must be
+// able to allocate, free and start a thread of its own.
+TEST(MallocApi, ForkInAThreadedProcess) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> churners;
+  for (unsigned t = 0; t < 3; ++t)
+    churners.emplace_back([&stop, t] {
+      std::mt19937 rng(t);
+      std::vector<void*> held(64, nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        void*& slot = held[rng() % held.size()];
+        std::free(slot);
+        slot = call_malloc(1 + rng() % 3000);
+      }
+      for (void* p : held) std::free(p);
+    });
+  for (int round = 0; round < 40; ++round) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::alarm(20);  // a deadlocked child dies instead of hanging the test
+      std::vector<void*> blocks;
+      for (int k = 0; k < 2000; ++k) blocks.push_back(call_malloc(1 + static_cast<std::size_t>(k) * 37 % 5000));
+      for (void* p : blocks) std::free(p);
+      std::thread th([] {
+        for (int k = 0; k < 1000; ++k) std::free(call_malloc(static_cast<std::size_t>(k % 700) + 1));
+      });
+      th.join();
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "child " << round << " died: signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+  }
+  stop = true;
+  for (auto& th : churners) th.join();
+}
+
+// Short-lived threads that allocate, free each other's blocks and exit:
+// contents survive, and nothing a dead thread cached is handed out twice.
+TEST(MallocApi, ThreadsThatExitAndFreeEachOthersBlocks) {
+  const unsigned seed = 7;
+  std::printf("seed %u\n", seed);
+  std::vector<std::vector<unsigned char*>> handoff(64);  // [wave % 8 * 8 + thread]
+  for (unsigned wave = 0; wave < 8; ++wave) {
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < 8; ++t)
+      ts.emplace_back([&, t, wave] {
+        const unsigned me = wave * 8 + t;  // seeds this thread's sizes
+        // The blocks of the previous wave's next thread (exited by now).
+        for (unsigned char* p : handoff[((wave + 7) % 8) * 8 + (t + 1) % 8]) {
+          if (p == nullptr) continue;
+          const std::size_t n = malloc_usable_size(p);
+          ASSERT_GE(n, 1u);
+          ASSERT_EQ(p[0], static_cast<unsigned char>(p[1] ^ 0x3c));
+          std::free(p);
+        }
+        std::mt19937 rng(seed + me);
+        std::vector<unsigned char*> out;
+        for (int k = 0; k < 500; ++k) {
+          auto* p = static_cast<unsigned char*>(call_malloc(2 + rng() % 2000));
+          p[1] = static_cast<unsigned char>(rng());
+          p[0] = static_cast<unsigned char>(p[1] ^ 0x3c);
+          out.push_back(p);
+        }
+        handoff[(wave % 8) * 8 + t] = std::move(out);
+      });
+    for (auto& th : ts) th.join();
+    for (unsigned t = 0; t < 8; ++t) handoff[((wave + 7) % 8) * 8 + t].clear();  // freed by this wave
+  }
+  for (auto& list : handoff)
+    for (unsigned char* p : list) std::free(p);
+}
+
+// ---- Checked build only (meson.build filters these out of the unchecked run) ----
+TEST(MallocCheckedDeathTest, ForeignPointerIsDiagnosed) {
+  static unsigned char not_from_malloc[64];
+  EXPECT_DEATH(std::free(not_from_malloc + 16), "sydra-alloc: .*(foreign|not allocated)");
+}
+TEST(MallocCheckedDeathTest, PooledDoubleFreeIsDiagnosed) {
+  EXPECT_DEATH(
+      {
+        void* p = call_malloc(48);
+        std::free(p);
+        std::free(p);
+      },
+      "sydra-alloc: double free");
+}
+TEST(MallocCheckedDeathTest, FallbackDoubleFreeIsDiagnosed) {
+  EXPECT_DEATH(
+      {
+        void* p = call_malloc(100000);
+        std::free(p);
+        std::free(p);
+      },
+      "sydra-alloc: double free");
+}
+TEST(MallocCheckedDeathTest, InteriorPointerIsDiagnosed) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<char*>(call_malloc(64));
+        std::free(p + 16);
+      },
+      "sydra-alloc: .*(interior|not the start|middle)");
+}
+
+}  // namespace

@@ -1,0 +1,17 @@
+# The real programs that run on libsydra-malloc.so, for the test
+# (real_programs.sh) and the benchmark (tools/bench_programs.sh). Sourced:
+#   prepare_programs WORK SRC_ROOT CHURN SORT_MB CHURN_ROUNDS
+# writes the sort input into WORK and sets `programs` to "name|command" entries.
+prepare_programs() {
+  local work=$1 src=$2 churn=$3 sort_mb=$4 churn_rounds=$5
+  local here
+  here=$(dirname "${BASH_SOURCE[0]}")
+  awk -v n=$((sort_mb * 1024 * 1024 / 33)) 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "%08x %s %d\n", int(rand() * 4294967295), substr("abcdefghijklmnopqrstuvwxyz", 1 + i % 26), i }' >"$work/lines"
+  programs=(
+    "python3|/usr/bin/python3 $here/dicts.py"
+    "sort|env LC_ALL=C sort $work/lines"
+    "git log|git -C $src --no-pager log --stat --format=%H%n%an%n%s"
+    "git fsck|git -C $src fsck --no-progress --no-dangling"
+    "churn|$churn 4 $churn_rounds 42"
+  )
+}

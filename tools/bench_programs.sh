@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 11's program benchmark: the real programs of test/malloc/real_programs.sh
+# under glibc's malloc, libsydra-malloc.so, mimalloc and jemalloc (Debian's
+# .so files, LD_PRELOAD), repetitions interleaved across allocators. One JSON
+# line per run: wall seconds and the child's peak RSS (getrusage).
+#   bench_programs.sh OUT.jsonl LIBSYDRA CHURN SRC_ROOT [REPS] [SORT_MB]
+set -euo pipefail
+out=$1; sydra=$2; churn=$3; src=$4; reps=${5:-3}; sort_mb=${6:-300}
+libdir=/usr/lib/x86_64-linux-gnu
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# shellcheck source=../test/malloc/programs.sh
+source "$(dirname "$0")/../test/malloc/programs.sh"
+prepare_programs "$work" "$src" "$churn" "$sort_mb" 100
+
+declare -A preload=([glibc]="" [sydra]="$sydra" [mimalloc]="$libdir/libmimalloc.so.2" [jemalloc]="$libdir/libjemalloc.so.2")
+: >"$out"
+for ((rep = 1; rep <= reps; rep++)); do
+  for entry in "${programs[@]}"; do
+    name=${entry%%|*}; cmd=${entry#*|}
+    for allocator in glibc sydra mimalloc jemalloc; do
+      /usr/bin/python3 - "$name" "$allocator" "${preload[$allocator]}" "$cmd" >>"$out" <<'PY'
+import json, os, resource, shlex, subprocess, sys, time
+name, allocator, lib, cmd = sys.argv[1:5]
+env = dict(os.environ)
+if lib:
+    env["LD_PRELOAD"] = lib
+t = time.perf_counter()
+rc = subprocess.run(shlex.split(cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"program": name, "allocator": allocator, "wall_s": wall, "maxrss_kb": rss, "rc": rc}))
+PY
+    done
+  done
+done
