@@ -10,7 +10,7 @@ prepare_programs() {
   programs=(
     "python3|/usr/bin/python3 $here/dicts.py"
     "sort|env LC_ALL=C sort $work/lines"
-    "git log|git -C $src --no-pager log --stat --format=%H%n%an%n%s"
+    "git log|git -C $src --no-pager log -p --stat"
     "git fsck|git -C $src fsck --no-progress --no-dangling"
     "churn|$churn 4 $churn_rounds 42"
   )

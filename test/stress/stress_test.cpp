@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../support/wide_policy.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -82,7 +84,7 @@ void run_stress() {
   const unsigned s = seed();
   const double k = scale();
   const int ops = static_cast<int>(20000 * k);
-  std::printf("stress seed=%u scale=%.2f ops/thread=%d mode=%s\n", s, k, ops, std::string(sa::mode).c_str());
+  std::printf("stress seed=%u scale=%.2f ops/thread=%d policy=%s\n", s, k, ops, Handle::PolicyType::name);
   std::fflush(stdout);
 
   Handle h;
@@ -108,10 +110,12 @@ void run_stress() {
       const auto roll = rng() % 100;
       std::size_t len = roll < 90 ? 16 + rng() % 241 : 257 + rng() % 6000;
       const std::size_t align = roll % 10 == 3 ? 64 : roll % 10 == 5 ? 16 : 8;
+      // Counted before the allocation, so that another thread's snapshot never
+      // sees a live block that no count covers yet.
+      (pooled_request<Handle>(len, align) ? counts.pooled : counts.fallback).fetch_add(1, std::memory_order_relaxed);
       void* p = h.alloc(len, align);
       ASSERT_NE(p, nullptr);
       ASSERT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u);
-      (pooled_request<Handle>(len, align) ? counts.pooled : counts.fallback).fetch_add(1, std::memory_order_relaxed);
       auto* hd = static_cast<Header*>(p);
       hd->len = static_cast<std::uint32_t>(len);
       hd->align = static_cast<std::uint32_t>(align);
@@ -194,5 +198,9 @@ void run_stress() {
 }
 
 TEST(Stress, CrossThreadSwapsWithCookiesAndExactCounts) { run_stress<sa::AllocatorHandle>(); }
+#if SYDRA_ALLOC_MODE == 2
+// A policy with its own table: 257..4096-B blocks are pooled too.
+TEST(Stress, WideClassTableCrossThreadSwaps) { run_stress<sydra_test::WideHandle>(); }
+#endif
 
 }  // namespace

@@ -1,10 +1,12 @@
-// The Allocator contract (design.md §3), through the configured handle of
-// whichever mode this executable was built for.
+// The Allocator contract (allocator.hpp), through the configured handle of
+// whichever mode this executable was built for and, in small_pool mode, a
+// policy with its own size classes that pools up to 4 KiB.
 #include <sydra/alloc.hpp>
 
 #include <gtest/gtest.h>
 
 #include "../support/live.hpp"
+#include "../support/wide_policy.hpp"
 
 #include <cstdint>
 #include <cstring>
@@ -18,19 +20,30 @@ namespace {
 
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
+template <class Handle>
 class Contract : public ::testing::Test {
  protected:
-  sa::AllocatorHandle handle;
+  Handle handle;
   sa::Allocator a = handle.allocator();
 };
+#if SYDRA_ALLOC_MODE == 2
+using Handles = ::testing::Types<sa::AllocatorHandle, sydra_test::WideHandle>;
+#else
+using Handles = ::testing::Types<sa::AllocatorHandle>;
+#endif
+TYPED_TEST_SUITE(Contract, Handles);
 
-TEST_F(Contract, LengthZeroGivesNullptr) {
+TYPED_TEST(Contract, LengthZeroGivesNullptr) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   EXPECT_EQ(a.alloc(0, 1), nullptr);
   EXPECT_EQ(a.alloc(0, 64), nullptr);
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, AlignmentZeroCountsAsOne) {
+TYPED_TEST(Contract, AlignmentZeroCountsAsOne) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   void* p = a.alloc(24, 0);
   ASSERT_NE(p, nullptr);
   std::memset(p, 0xAB, 24);
@@ -39,7 +52,9 @@ TEST_F(Contract, AlignmentZeroCountsAsOne) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, EveryPowerOfTwoAlignmentFrom1To4096) {
+TYPED_TEST(Contract, EveryPowerOfTwoAlignmentFrom1To4096) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   for (std::size_t align = 1; align <= 4096; align *= 2) {
     for (std::size_t len : {std::size_t{1}, std::size_t{8}, std::size_t{24}, std::size_t{256}, std::size_t{257},
                             std::size_t{5000}}) {
@@ -53,7 +68,9 @@ TEST_F(Contract, EveryPowerOfTwoAlignmentFrom1To4096) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, NonPowerOfTwoAlignmentGivesNullptr) {
+TYPED_TEST(Contract, NonPowerOfTwoAlignmentGivesNullptr) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   for (std::size_t align : {3u, 5u, 6u, 7u, 12u, 24u, 100u, 4095u}) {
     testing::internal::CaptureStderr();
     EXPECT_EQ(a.alloc(16, align), nullptr) << align;
@@ -65,7 +82,9 @@ TEST_F(Contract, NonPowerOfTwoAlignmentGivesNullptr) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, HugeSizesGiveNullptrWithoutAborting) {
+TYPED_TEST(Contract, HugeSizesGiveNullptrWithoutAborting) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   constexpr std::size_t size_max = std::numeric_limits<std::size_t>::max();
   constexpr std::size_t ptrdiff_max_plus_1 = static_cast<std::size_t>(PTRDIFF_MAX) + 1;
   for (std::size_t align : {1u, 8u, 64u, 4096u}) {
@@ -81,7 +100,9 @@ TEST_F(Contract, HugeSizesGiveNullptrWithoutAborting) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, FreeOfLengthZeroIsANoOp) {
+TYPED_TEST(Contract, FreeOfLengthZeroIsANoOp) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   void* p = a.alloc(40, 8);
   ASSERT_NE(p, nullptr);
   std::memset(p, 1, 40);
@@ -93,7 +114,9 @@ TEST_F(Contract, FreeOfLengthZeroIsANoOp) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, ResizeIsTrueOnlyInPlace) {
+TYPED_TEST(Contract, ResizeIsTrueOnlyInPlace) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   void* p = a.alloc(100, 8);
   ASSERT_NE(p, nullptr);
   EXPECT_TRUE(a.resize(p, 100, 8, 100));
@@ -102,7 +125,9 @@ TEST_F(Contract, ResizeIsTrueOnlyInPlace) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, RemapMovesAndKeepsContents) {
+TYPED_TEST(Contract, RemapMovesAndKeepsContents) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   auto* p = static_cast<unsigned char*>(a.alloc(40, 8));
   ASSERT_NE(p, nullptr);
   for (int i = 0; i < 40; ++i) p[i] = static_cast<unsigned char>(i);
@@ -116,7 +141,9 @@ TEST_F(Contract, RemapMovesAndKeepsContents) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, RemapNullptrLeavesOldBlockValid) {
+TYPED_TEST(Contract, RemapNullptrLeavesOldBlockValid) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   auto* p = static_cast<unsigned char*>(a.alloc(64, 8));
   ASSERT_NE(p, nullptr);
   std::memset(p, 0x77, 64);
@@ -139,7 +166,9 @@ struct Throws {
   Throws() { throw std::runtime_error("ctor"); }
 };
 
-TEST_F(Contract, CreateDestroyAndArrays) {
+TYPED_TEST(Contract, CreateDestroyAndArrays) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   Tracked3* t = a.create<Tracked3>(7u);
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->c, 9u);
@@ -159,7 +188,9 @@ TEST_F(Contract, CreateDestroyAndArrays) {
   EXPECT_LIVE(handle);
 }
 
-TEST_F(Contract, ManySizesKeepTheirContents) {
+TYPED_TEST(Contract, ManySizesKeepTheirContents) {
+  [[maybe_unused]] auto& handle = this->handle;
+  [[maybe_unused]] sa::Allocator a = this->a;
   std::vector<std::pair<unsigned char*, std::size_t>> blocks;
   for (std::size_t len = 1; len <= 2048; len += 7) {
     auto* p = static_cast<unsigned char*>(a.alloc(len, 8));

@@ -58,7 +58,7 @@ inline namespace SYDRA_ALLOC_ABI {
 // double frees of fallback blocks.
 template <class P>
 struct MallocPolicy : P {
-  using Fallback = Tracked<Checked<LibcHeap>, TrackedFeatures{.usable_bytes = true}>;
+  using Fallback = Tracked<Checked<LibcHeap, checked, /*NodesFromBacking=*/true>, TrackedFeatures{.usable_bytes = true}>;
 };
 
 namespace malloc_detail {

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <unordered_set>
 
 namespace sydra::alloc {
@@ -50,10 +51,22 @@ struct LeakReport {
 };
 
 namespace detail {
-// The registry's containers take their nodes from the heap's backing
-// allocator, not from operator new: under a malloc built on the handle
-// (lib/malloc/), operator new is the handle itself, and a fallback free
-// would re-enter the registry's lock.
+// Where the registry's containers take their nodes: operator new by default
+// (their allocations are not the heap's, so they never show up in its
+// counts or its out-of-memory paths), or the heap's backing allocator under
+// a malloc built on the handle (malloc_override.hpp), where operator new is
+// the handle itself and a node for a fallback block would re-enter the
+// registry's lock.
+struct OperatorNewHeap {
+  void* alloc(std::size_t len, std::size_t align) noexcept {
+    return ::operator new(len, std::align_val_t{align}, std::nothrow);
+  }
+  bool resize(void*, std::size_t, std::size_t, std::size_t) noexcept { return false; }
+  void* remap(void*, std::size_t, std::size_t, std::size_t) noexcept { return nullptr; }
+  void free(void* mem, std::size_t, std::size_t align) noexcept { ::operator delete(mem, std::align_val_t{align}); }
+};
+inline OperatorNewHeap operator_new_heap;
+
 template <class T>
 struct BackingStd {
   using value_type = T;
@@ -79,7 +92,7 @@ class BlockRegistry {
  public:
   explicit BlockRegistry(Allocator backing)
       : live_(std::less<>{}, BackingStd<std::pair<const std::uintptr_t, Entry>>(backing)),
-        freed_(BackingStd<std::uintptr_t>(backing)),
+        backing_(backing),
         freed_set_(0, std::hash<std::uintptr_t>{}, std::equal_to<>{}, BackingStd<std::uintptr_t>(backing)) {}
   void fork_lock() noexcept { mu_.lock(); }
   void fork_unlock() noexcept { mu_.unlock(); }
@@ -137,11 +150,12 @@ class BlockRegistry {
  private:
   void remember_freed(const void* p) noexcept {
     try {
-      freed_.push_back(reinterpret_cast<std::uintptr_t>(p));
+      if (!freed_) freed_.emplace(BackingStd<std::uintptr_t>(backing_));  // a deque allocates when made
+      freed_->push_back(reinterpret_cast<std::uintptr_t>(p));
       freed_set_.insert(reinterpret_cast<std::uintptr_t>(p));
-      if (freed_.size() > recent) {
-        freed_set_.erase(freed_.front());
-        freed_.pop_front();
+      if (freed_->size() > recent) {
+        freed_set_.erase(freed_->front());
+        freed_->pop_front();
       }
     } catch (...) {  // the history is a diagnostic aid; losing it loses nothing
     }
@@ -175,7 +189,8 @@ class BlockRegistry {
 
   std::mutex mu_;
   std::map<std::uintptr_t, Entry, std::less<>, BackingStd<std::pair<const std::uintptr_t, Entry>>> live_;
-  std::deque<std::uintptr_t, BackingStd<std::uintptr_t>> freed_;
+  Allocator backing_;
+  std::optional<std::deque<std::uintptr_t, BackingStd<std::uintptr_t>>> freed_;
   std::unordered_set<std::uintptr_t, std::hash<std::uintptr_t>, std::equal_to<>, BackingStd<std::uintptr_t>>
       freed_set_;
 };
@@ -186,12 +201,16 @@ struct NoRegistry {
 
 // Checked<Heap>: in checked builds, the registry above in front of a heap;
 // otherwise the heap itself, at no cost.
-template <class Heap, bool Registry = checked>
+// NodesFromBacking: the registry's own nodes come from the heap's backing
+// allocator instead of operator new (see OperatorNewHeap above).
+template <class Heap, bool Registry = checked, bool NodesFromBacking = false>
 class Checked {
  public:
   using Options = typename Heap::Options;
   Checked() : Checked(Options{}) {}
-  explicit Checked(const Options& o) : heap_(o), registry_(heap_.backing_allocator()) {}
+  explicit Checked(const Options& o)
+      : heap_(o),
+        registry_(NodesFromBacking ? heap_.backing_allocator() : Allocator::of(detail::operator_new_heap)) {}
 
   void* alloc(std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
