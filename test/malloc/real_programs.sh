@@ -43,6 +43,6 @@ PY
     echo "FAIL $name: stats"; cat "$work/err" | tail -3; failed=1; continue
   fi
   printf 'ok   %-9s same output (%s bytes) and exit code %d; %s; %.1fs\n' "$name" "$(wc -c <"$work/got")" "$got_rc" \
-    "$served" "$(echo "$(date +%s.%N) - $start" | bc)"
+    "$served" "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
 done
 exit $failed
