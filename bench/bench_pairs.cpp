@@ -91,10 +91,12 @@ template <std::size_t Align>
 void add_aligned(std::size_t n) {
   add_pair<Sydra, Align>("Sydra", n);
   add_pair<SydraNoShard, Align>("SydraNoShard", n);
+  add_pair<SydraHardened, Align>("SydraHardened", n);
   add_pair<Glibc, Align>("Glibc", n);
   add_pair<Mimalloc, Align>("Mimalloc", n);
   add_pair<Jemalloc, Align>("Jemalloc", n);
   add_batch<Sydra, Align>("Sydra", n);
+  add_batch<SydraHardened, Align>("SydraHardened", n);
   add_batch<Glibc, Align>("Glibc", n);
   add_batch<Mimalloc, Align>("Mimalloc", n);
   add_batch<Jemalloc, Align>("Jemalloc", n);

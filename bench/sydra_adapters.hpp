@@ -64,6 +64,25 @@ struct SydraNoShard {
   void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
 };
 
+// small_pool with the hardened opt-in (freed-block canaries, encoded free-list
+// links): what the hardening costs on the same shapes. Its own 4-shard handle.
+struct HardenedPolicy : sa::SmallPoolPolicy {
+  static constexpr const char* name = "small_pool-hardened";
+  static constexpr bool hardened = true;
+};
+using HardenedHandle = sa::BasicAllocatorHandle<HardenedPolicy>;
+static_assert(HardenedHandle::hardened);
+inline HardenedHandle& hardened_handle() {
+  static HardenedHandle h(HardenedHandle::Options{.pool = {.shards = kShards}});
+  return h;
+}
+struct SydraHardened {
+  HardenedHandle& h = hardened_handle();
+  static bool available(std::string*) { return true; }
+  void* alloc(std::size_t n, std::size_t align) noexcept { return h.alloc(n, align); }
+  void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
+};
+
 // Through the type-erased Allocator (two pointers, one indirect call per
 // operation) with its default alignment, as engine code that is handed an
 // Allocator calls it. The align argument is ignored on purpose: the shapes

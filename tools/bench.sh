@@ -124,10 +124,20 @@ log "programs: python3, sort, git, churn under 4 mallocs, $prog_reps repetitions
 tools/bench_programs.sh "$programs" "$builddir/lib/malloc/libsydra-malloc.so" "$builddir/bench/malloc-churn" . \
   "$prog_reps" "$sort_mb"
 
+# ---- What the hardened opt-in costs (issue 13) ---------------------------------------
+# Plain and hardened small_pool handles, pairs and batches, interleaved in one run.
+hardened_args=(--benchmark_filter='^BM_(Pair|Batch64)/(Sydra|SydraHardened)/' --benchmark_repetitions="$reps"
+               --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+               --benchmark_min_time="$min_time" --benchmark_out="$builddir/hardened.json" --benchmark_out_format=json)
+echo "$builddir/bench/bench-alloc ${hardened_args[*]}" >>"$commands"
+log "hardened: plain and hardened small_pool pairs and batches ($builddir/hardened.json)"
+BENCH_QUICK=${quick:-0} "$builddir/bench/bench-alloc" "${hardened_args[@]}" >"$builddir/hardened.log" 2>&1 ||
+  { tail -20 "$builddir/hardened.log" >&2; exit 1; }
+
 # ---- The fast paths in a checked build --------------------------------------------
 # Misuse checks compiled in: what they cost when on, and that the release
 # build above carries none of it. Normalised by glibc's pair in each run.
-report_args=(--throughput "$builddir/bench.json" --memory "$memory" --programs "$programs" --commands "$commands"
+report_args=(--throughput "$builddir/bench.json" --memory "$memory" --programs "$programs" --hardened "$builddir/hardened.json" --commands "$commands"
              --builddir "$builddir" --out "$outdir/benchmarks.md" --svg "$outdir/benchmarks.svg")
 if [[ "$with_checked" == "1" ]]; then
   log "build $checked_dir (release, checked) and time its fast paths"

@@ -292,7 +292,7 @@ def throughput_section(tp, targets, lines, chart_rows):
     lines.append("")
 
 
-def other_section(tp, targets, checked, lines):
+def other_section(tp, targets, checked, lines, hardened=None):
     lines.append("| measurement | value | note |")
     lines.append("|---|---:|---|")
     one, many = tp.ns("BM_BucketFree_Slabs/1"), tp.ns("BM_BucketFree_Slabs/2000")
@@ -309,6 +309,16 @@ def other_section(tp, targets, checked, lines):
     for s in SIZES:
         call, inline = tp.ns(f"BM_Pair/IdealCall/{s}/align:8"), tp.ns(f"BM_Pair/IdealInline/{s}/align:8")
         lines.append(f"| ideal free list behind calls, {s} B | {fmt_ratio(call)} ns | inline: {fmt_ratio(inline)} ns |")
+    htp = hardened if hardened is not None else tp
+    for shape in ("Pair", "Batch64"):
+        for s in SIZES:
+            for al in (8, 16):
+                plain, hard = htp.ns(f"BM_{shape}/Sydra/{s}/align:{al}"), htp.ns(f"BM_{shape}/SydraHardened/{s}/align:{al}")
+                if plain and hard:
+                    what = "pair" if shape == "Pair" else "batch of 64"
+                    lines.append(f"| hardened ÷ plain small_pool, {what} {s} B align {al} (handle) | "
+                                 f"{fmt_ratio(hard / plain)} | cost per item, same run ({fmt_ratio(hard)} vs "
+                                 f"{fmt_ratio(plain)} ns); no target |")
     if checked is not None:
         for variant in ("Sydra", "SydraNoShard"):
             name, glibc = f"BM_Pair/{variant}/64/align:8", "BM_Pair/Glibc/64/align:8"
@@ -703,6 +713,7 @@ def main(argv):
     ap.add_argument("--memory")
     ap.add_argument("--checked")
     ap.add_argument("--programs")
+    ap.add_argument("--hardened", help="a bench-alloc JSON of Sydra and SydraHardened pairs and batches")
     ap.add_argument("--commands")
     ap.add_argument("--builddir", default="build-bench")
     ap.add_argument("--out", default="docs/benchmarks.md")
@@ -730,7 +741,13 @@ def main(argv):
     body, chart_rows, mem_chart_rows = [], [], []
     throughput_section(tp, targets, body, chart_rows)
     other = []
-    other_section(tp, targets, checked, other)
+    hardened = None
+    if args.hardened:
+        try:
+            hardened = Throughput(load_throughput(args.hardened)[1], {})
+        except (OSError, ValueError, KeyError):
+            hardened = None
+    other_section(tp, targets, checked, other, hardened)
     memory_lines = []
     mem_targets = memory_section(mem, memory_lines, mem_chart_rows, args.quick)
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <random>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace sa = sydra::alloc;
@@ -218,6 +219,56 @@ TEST(Epochs, InvariantHoldsForAPinnedReader) {
   EXPECT_GT(reclaimed.load(), 100u) << "reclamation must actually have happened during the test";
   EXPECT_EQ(s.shards.backlog, 0u);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});
+}
+
+}  // namespace
+
+namespace {
+
+using GuardPool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+static_assert(!std::is_copy_constructible_v<sa::EpochGuard<GuardPool>>);
+static_assert(!std::is_copy_assignable_v<sa::EpochGuard<GuardPool>>);
+static_assert(std::is_nothrow_move_constructible_v<sa::EpochGuard<GuardPool>>);
+
+std::uint64_t pinned(GuardPool& h) { return h.snapshot_stats().shards.pinned_threads; }
+
+TEST(EpochGuard, PinsForItsScopeAndAMovedGuardUnpinsOnce) {
+  GuardPool h;
+  {
+    auto g = h.pin();
+    ASSERT_TRUE(g) << g.why();
+    EXPECT_STREQ(g.why(), "pinned");
+    EXPECT_EQ(pinned(h), 1u);
+    EXPECT_EQ(g.epoch(), h.snapshot_stats().shards.min_pinned_epoch);
+    auto moved = std::move(g);
+    EXPECT_FALSE(g);  // NOLINT(bugprone-use-after-move): the moved-from guard is empty by contract
+    EXPECT_TRUE(moved);
+    EXPECT_EQ(pinned(h), 1u);
+    moved.release();
+    EXPECT_FALSE(moved);
+    EXPECT_EQ(pinned(h), 0u);
+  }  // both destructors run: neither unpins again (a checked build would abort on a second leave)
+  EXPECT_EQ(pinned(h), 0u);
+  {
+    auto g = h.pin();
+    EXPECT_EQ(pinned(h), 1u);
+  }
+  EXPECT_EQ(pinned(h), 0u);
+}
+
+TEST(EpochGuard, EmptyAndSaysWhyWithoutAShardManager) {
+  GuardPool h(GuardPool::Options{.pool = {.shards = 0}});
+  auto g = h.pin();
+  EXPECT_FALSE(g);
+  EXPECT_NE(std::strstr(g.why(), "no shard manager"), nullptr) << g.why();
+}
+
+TEST(EpochGuard, EmptyAndSaysHowToOptInWhereThePolicyHasNoEpochs) {
+  sa::BasicAllocatorHandle<sa::DefaultPolicy> h;
+  auto g = h.pin();
+  EXPECT_FALSE(g);
+  EXPECT_NE(std::strstr(g.why(), "no epochs"), nullptr) << g.why();
+  EXPECT_NE(std::strstr(g.why(), ".epochs = true"), nullptr) << g.why();
 }
 
 }  // namespace

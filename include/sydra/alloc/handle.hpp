@@ -311,9 +311,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   std::optional<std::uint64_t> advance_epoch() noexcept {
     return shards_.advance_epoch();
   }
-  // A pin held for the guard's lifetime (epoch/epoch_guard.hpp).
-  template <class S = Shards>
-    requires(detail::layer_has_epochs<S>())
+  // A pin held for the guard's lifetime (epoch/epoch_guard.hpp); an empty
+  // guard, whose why() says so, where the policy has no epochs.
   EpochGuard<BasicAllocatorHandle> pin() noexcept {
     return EpochGuard<BasicAllocatorHandle>(*this);
   }

@@ -4,9 +4,11 @@
 //   if (auto g = handle.pin()) { /* read the lock-free structure */ }
 //   else std::puts(g.why());   // not pinned: do not read
 //
-// A guard is empty when the handle has no shard manager (allocator_shards =
-// 0), or when this thread could not take part (no memory for its epoch slot,
-// or the thread is exiting); why() says which.
+// A guard is empty when the policy has no epochs, when the handle has no
+// shard manager (allocator_shards = 0), or when this thread could not take
+// part (no memory for its epoch slot, or the thread is exiting); why() says
+// which. Every handle has pin(), so code written for any policy compiles and
+// asks the guard.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,9 @@ inline namespace SYDRA_ALLOC_ABI {
 template <class Handle>
 class EpochGuard {
  public:
-  explicit EpochGuard(Handle& h) noexcept : h_(&h), epoch_(h.enter_epoch()) {}
+  explicit EpochGuard(Handle& h) noexcept : h_(&h) {
+    if constexpr (Handle::has_epochs) epoch_ = h.enter_epoch();
+  }
   EpochGuard(EpochGuard&& o) noexcept : h_(o.h_), epoch_(std::exchange(o.epoch_, std::nullopt)) {}
   EpochGuard& operator=(EpochGuard&& o) noexcept {
     if (this != &o) {
@@ -38,12 +42,18 @@ class EpochGuard {
   std::uint64_t epoch() const noexcept { return *epoch_; }
   const char* why() const noexcept {
     if (epoch_) return "pinned";
-    if (!h_->shards().running()) return "not pinned: the handle runs no shard manager (allocator_shards = 0)";
-    return "not pinned: this thread could not take an epoch slot (out of memory, or the thread is exiting)";
+    if constexpr (!Handle::has_epochs) {
+      return "not pinned: the policy has no epochs (opt in with ThreadShards<ShardFeatures{.epochs = true}>)";
+    } else {
+      if (!h_->shards().running()) return "not pinned: the handle runs no shard manager (allocator_shards = 0)";
+      return "not pinned: this thread could not take an epoch slot (out of memory, or the thread is exiting)";
+    }
   }
   // Ends the pin early.
   void release() noexcept {
-    if (epoch_) h_->leave_epoch(*std::exchange(epoch_, std::nullopt));
+    if constexpr (Handle::has_epochs) {
+      if (epoch_) h_->leave_epoch(*std::exchange(epoch_, std::nullopt));
+    }
   }
 
  private:

@@ -1,0 +1,80 @@
+// What a free does with a wrong claim in every build (the pagemap lookup the
+// free makes pays for these checks) and, in release builds, where the
+// caller's length is trusted only as far as the slab agrees: a wrong length
+// frees the right block, and counts that the length throws off are floored
+// and reported, never wrapped. Misuse that only checked builds diagnose is in
+// misuse_death_test.cpp.
+#include <sydra/alloc.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace sa = sydra::alloc;
+
+namespace {
+
+using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+
+TEST(EveryBuildDeathTest, AnotherHandlesPooledBlockAborts) {
+  Pool a;
+  Pool b;
+  void* p = a.alloc(64, 8);
+  ASSERT_NE(p, nullptr);
+  EXPECT_DEATH(b.free(p, 64, 8), "sydra-alloc: foreign pointer: block belongs to another handle");
+  a.free(p, 64, 8);
+}
+
+TEST(EveryBuildDeathTest, AnInteriorPointerAborts) {
+  Pool h;
+  auto* p = static_cast<char*>(h.alloc(64, 8));
+  ASSERT_NE(p, nullptr);
+  EXPECT_DEATH(h.free(p + 16, 64, 8), "sydra-alloc: interior pointer");
+  h.free(p, 64, 8);
+}
+
+#if !SYDRA_ALLOC_CHECKED
+// Release builds only: a checked build aborts on these (misuse_death_test.cpp).
+
+TEST(ReleaseFree, AWrongLengthFreesTheBlockOfItsSlabsClass) {
+  Pool h(Pool::Options{.print_leaks = false});
+  void* p = h.alloc(100, 8);  // class 104 or 112, not 40's
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x11, 100);
+  h.free(p, 40, 8);  // the slab, not the length, names the class
+  void* small = h.alloc(40, 8);
+  EXPECT_NE(small, p) << "a 100-B block was handed out as a 40-B one";
+  void* again = h.alloc(100, 8);
+  EXPECT_EQ(again, p) << "the block went back to its own class (the magazine is LIFO)";
+  h.free(small, 40, 8);
+  h.free(again, 100, 8);
+  const sa::LeakReport r = h.leaks();
+  EXPECT_EQ(r.blocks, 0u);
+  EXPECT_FALSE(r.underflow);
+}
+
+TEST(ReleaseFree, APointerInNoSlabGoesToTheFallbackWhateverTheLength) {
+  Pool h(Pool::Options{.print_leaks = false});
+  void* big = h.alloc(5000, 8);  // a fallback block
+  ASSERT_NE(big, nullptr);
+  std::memset(big, 0x22, 5000);
+  h.free(big, 64, 8);  // a pooled length: still the fallback's free, no crash
+  void* over = h.alloc(64, 4096);  // over-aligned: the fallback's too
+  ASSERT_NE(over, nullptr);
+  h.free(over, 64, 8);
+}
+
+TEST(ReleaseFree, CountsThatAWrongLengthThrowsOffAreFlooredAndReported) {
+  Pool h(Pool::Options{.print_leaks = false});
+  void* p = h.alloc(300, 8);  // fallback (above 256 B)
+  ASSERT_NE(p, nullptr);
+  h.free(p, 5000, 8);  // counted as 5000 bytes out against 300 in
+  const sa::LeakReport r = h.leaks();
+  EXPECT_TRUE(r.underflow);
+  EXPECT_EQ(r.blocks, 0u);
+  EXPECT_EQ(r.bytes, 0u) << "floored at zero, not wrapped";
+  EXPECT_TRUE(h.snapshot_stats().fallback.counts_underflow);
+}
+#endif
+
+}  // namespace
