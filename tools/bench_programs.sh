@@ -15,6 +15,9 @@ source "$(dirname "$0")/../test/malloc/programs.sh"
 prepare_programs "$work" "$src" "$churn" "$sort_mb" 100
 
 declare -A preload=([glibc]="" [sydra]="$sydra" [mimalloc]="$libdir/libmimalloc.so.2" [jemalloc]="$libdir/libjemalloc.so.2")
+for allocator in sydra mimalloc jemalloc; do  # a missing .so would be ignored by the loader: glibc under its name
+  [[ -f "${preload[$allocator]}" ]] || { echo "bench_programs.sh: ${preload[$allocator]} not found" >&2; exit 1; }
+done
 : >"$out"
 for ((rep = 1; rep <= reps; rep++)); do
   for entry in "${programs[@]}"; do

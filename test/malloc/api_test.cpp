@@ -127,6 +127,22 @@ TEST(MallocApi, AFailedReallocLeavesTheBlock) {
   }
 }
 
+TEST(MallocApi, ReallocOfAnOverAlignedBlockGrowsAndShrinks) {
+  for (std::size_t a : {64u, 4096u}) {
+    void* p = nullptr;
+    ASSERT_EQ(::posix_memalign(&p, a, 1000), 0);
+    std::memset(p, 0x3c, 1000);
+    auto* q = static_cast<unsigned char*>(std::realloc(p, 100000));  // C's realloc keeps malloc's alignment only
+    ASSERT_NE(q, nullptr) << a;
+    EXPECT_TRUE(aligned_to(q, 16));
+    for (std::size_t k = 0; k < 1000; ++k) ASSERT_EQ(q[k], 0x3c) << a;
+    auto* r = static_cast<unsigned char*>(std::realloc(q, 40));  // and back into a pool
+    ASSERT_NE(r, nullptr);
+    for (std::size_t k = 0; k < 40; ++k) ASSERT_EQ(r[k], 0x3c) << a;
+    std::free(r);
+  }
+}
+
 TEST(MallocApi, Reallocarray) {
   void* p = reallocarray(nullptr, 10, 10);
   ASSERT_NE(p, nullptr);
@@ -284,19 +300,25 @@ TEST(MallocApi, ThreadsThatExitAndFreeEachOthersBlocks) {
       ts.emplace_back([&, t, wave] {
         const unsigned me = wave * 8 + t;  // seeds this thread's sizes
         // The blocks of the previous wave's next thread (exited by now).
-        for (unsigned char* p : handoff[((wave + 7) % 8) * 8 + (t + 1) % 8]) {
+        // Each block carries its writer and index: a block handed out twice
+        // would carry another block's tag.
+        const unsigned prev = ((wave + 7) % 8) * 8 + (t + 1) % 8;
+        std::uint32_t k = 0;
+        for (unsigned char* p : handoff[prev]) {
           if (p == nullptr) continue;
-          const std::size_t n = malloc_usable_size(p);
-          ASSERT_GE(n, 1u);
-          ASSERT_EQ(p[0], static_cast<unsigned char>(p[1] ^ 0x3c));
+          ASSERT_GE(malloc_usable_size(p), 8u);
+          std::uint32_t tag[2];
+          std::memcpy(tag, p, sizeof tag);
+          ASSERT_EQ(tag[0], prev) << "block of another thread's list";
+          ASSERT_EQ(tag[1], k++) << "block of another index";
           std::free(p);
         }
         std::mt19937 rng(seed + me);
         std::vector<unsigned char*> out;
-        for (int k = 0; k < 500; ++k) {
-          auto* p = static_cast<unsigned char*>(call_malloc(2 + rng() % 2000));
-          p[1] = static_cast<unsigned char>(rng());
-          p[0] = static_cast<unsigned char>(p[1] ^ 0x3c);
+        for (std::uint32_t i = 0; i < 500; ++i) {
+          auto* p = static_cast<unsigned char*>(call_malloc(8 + rng() % 2000));
+          const std::uint32_t tag[2] = {(wave % 8) * 8 + t, i};
+          std::memcpy(p, tag, sizeof tag);
           out.push_back(p);
         }
         handoff[(wave % 8) * 8 + t] = std::move(out);

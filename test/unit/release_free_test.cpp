@@ -62,6 +62,10 @@ TEST(ReleaseFree, APointerInNoSlabGoesToTheFallbackWhateverTheLength) {
   void* over = h.alloc(64, 4096);  // over-aligned: the fallback's too
   ASSERT_NE(over, nullptr);
   h.free(over, 64, 8);
+  const sa::Stats s = h.snapshot_stats();
+  EXPECT_EQ(s.fallback.allocs, 2u);
+  EXPECT_EQ(s.fallback.frees, 2u) << "both frees reached the fallback";
+  EXPECT_EQ(h.leaks().blocks, 0u);
 }
 
 TEST(ReleaseFree, CountsThatAWrongLengthThrowsOffAreFlooredAndReported) {

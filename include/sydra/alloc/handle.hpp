@@ -188,7 +188,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       if (SlabMeta* m = Pagemap::lookup(mem)) {
         if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
           const unsigned cls = m->size_class;
-          if (SYDRA_LIKELY(m->handle == this && m->kind != SlabKind::empty &&
+          if (SYDRA_LIKELY(m->handle == this &&
                            Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
                                                     cls)))
             return free_block(m, mem, cls, m->block_size, 1);

@@ -258,19 +258,18 @@ class Checked {
     if constexpr (Registry) registry_.remove_unsized(mem);
     heap_.free_unsized(mem);
   }
-  // realloc's remap: the block's own length and alignment, from the registry
-  // (checked builds) or the heap.
+  // realloc's remap, which keeps malloc's alignment only (C's realloc does
+  // not keep an over-aligned block's): checked builds verify the pointer is a
+  // live block's start first.
   void* remap_unsized(void* mem, std::size_t new_len) noexcept
     requires requires(Heap& h) { h.remap_unsized(mem, new_len); }
   {
+    if constexpr (Registry) static_cast<void>(registry_.claims(mem));
+    void* p = heap_.remap_unsized(mem, new_len);
     if constexpr (Registry) {
-      const auto [len, align] = registry_.claims(mem);
-      void* p = heap_.remap(mem, len, align, new_len);
       if (p != nullptr) registry_.relocate(mem, p, new_len);
-      return p;
-    } else {
-      return heap_.remap_unsized(mem, new_len);
     }
+    return p;
   }
   Allocator backing_allocator() noexcept { return heap_.backing_allocator(); }
   Heap& inner() noexcept { return heap_; }
