@@ -12,8 +12,6 @@
 
 #include <gtest/gtest.h>
 
-#include "../support/wide_policy.hpp"
-
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -198,9 +196,6 @@ void run_stress() {
 }
 
 TEST(Stress, CrossThreadSwapsWithCookiesAndExactCounts) { run_stress<sa::AllocatorHandle>(); }
-#if SYDRA_ALLOC_MODE == 2
-// A policy with its own table: 257..4096-B blocks are pooled too.
-TEST(Stress, WideClassTableCrossThreadSwaps) { run_stress<sydra_test::WideHandle>(); }
-#endif
+
 
 }  // namespace
