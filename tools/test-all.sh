@@ -8,7 +8,7 @@
 #       and libsydra-malloc.so (unchecked and checked) under real programs
 #   2. one build folder per allocator_mode (+ allocator_shards=0), testing the
 #      configured alias; a bogus mode must be refused
-#   3. install + consumer projects (pkg-config and subproject); no per-mode
+#   3. install + consumer projects (pkg-config, CMake and subproject); no per-mode
 #      library built, a clean .pc, C++17 refused (test/consumer/run.sh)
 #   4. ASan+UBSan build, all suites but compile-fail
 #   5. TSan build, all suites but compile-fail

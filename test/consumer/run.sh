@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Tier 3 of tools/test-all.sh: sydra-alloc as an engine project gets it.
 #   1. Installs sydra-alloc (small_pool, then default) into a scratch prefix
-#      and builds test/consumer against it through pkg-config.
+#      and builds test/consumer against it through pkg-config, and
+#      test/consumer/cmake (the same consumer.cpp) through
+#      find_package(sydra-alloc CONFIG). A request for version 99 must be
+#      refused, and a --prefix=/usr install unpacked under a DESTDIR must be
+#      found and linked from there (the CMake files are relocatable).
 #   2. Builds the same consumer with sydra-alloc as a subproject, through the
 #      wrap file README.md shows (mode chosen from the parent:
 #      -Dsydra-alloc:allocator_mode=mimalloc).
@@ -59,7 +63,24 @@ pc_is_clean() {
   fi
 }
 
-# 1. Installed library, through pkg-config.
+# cmake_consumer DIR PREFIX MODE [cmake args...]: configure, build and run
+# test/consumer/cmake against the install under PREFIX, which must be MODE.
+# The version asked for is the project's own (see version below).
+cmake_consumer() {
+  local dir=$1 prefix=$2 mode=$3; shift 3
+  if ! cmake -S "$root/test/consumer/cmake" -B "$dir" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+      -DSYDRA_ALLOC_VERSION="$version" -DEXPECT_MODE="$mode" "$@" >"$dir.log" 2>&1; then
+    tail -n 40 "$dir.log" >&2
+    fail "configuring the CMake consumer against $prefix (find_package(sydra-alloc $version CONFIG); full log: $dir.log)"
+  fi
+  if ! cmake --build "$dir" "${jobs[@]}" >>"$dir.log" 2>&1; then
+    tail -n 40 "$dir.log" >&2
+    fail "building the CMake consumer against $prefix (full log: $dir.log)"
+  fi
+  "$dir/consumer" "$mode" || fail "the CMake consumer against $prefix failed (exit $?)"
+}
+
+# 1. Installed library, through pkg-config and through CMake.
 for mode in small_pool default; do
   prefix=$work/prefix-$mode
   meson setup "$work/lib-$mode" "$root" --wrap-mode=nofallback --prefix="$prefix" -Dallocator_mode=$mode \
@@ -79,7 +100,27 @@ for mode in small_pool default; do
     -Dexpect_mode=$mode >/dev/null
   meson test -C "$work/pc-$mode" --print-errorlogs
   echo "ok: consumer via pkg-config ($mode)"
+
+  version=$(meson introspect --projectinfo "$work/lib-$mode" | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+  config=$(find "$prefix" -name sydra-allocConfig.cmake | head -n1)
+  [ -n "$config" ] || fail "no sydra-allocConfig.cmake under $prefix (was cmake found when meson configured?)"
+  [ -f "$(dirname "$config")/sydra-allocConfigVersion.cmake" ] || fail "no sydra-allocConfigVersion.cmake next to $config"
+  cmake_consumer "$work/cmake-$mode" "$prefix" "$mode"
+  echo "ok: consumer via CMake ($mode): find_package(sydra-alloc $version CONFIG), target sydra::alloc"
 done
+
+# An incompatible version must be refused by the version file, not missed:
+# CMake has to name the installed config it considered and turned down.
+if cmake -S "$root/test/consumer/cmake" -B "$work/cmake-v99" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix-small_pool" \
+    -DSYDRA_ALLOC_VERSION=99 >"$work/cmake-v99.log" 2>&1; then
+  fail "find_package(sydra-alloc 99 CONFIG) accepted version $version (log: $work/cmake-v99.log)"
+fi
+if ! grep -q 'compatible with requested version "99"' "$work/cmake-v99.log" \
+    || ! grep -q "sydra-allocConfig.cmake, version: $version" "$work/cmake-v99.log"; then
+  cat "$work/cmake-v99.log" >&2
+  fail "find_package(sydra-alloc 99 CONFIG) failed, but not because the installed $version was refused (above)"
+fi
+echo "ok: CMake: find_package(sydra-alloc 99 CONFIG) refuses the installed $version"
 
 # The C++20 guard, through the installed headers and the .pc's own flags: the
 # first diagnostic must be the #error, not a cascade from inside the headers.
@@ -99,6 +140,15 @@ meson setup "$work/lib-usr" "$root" --wrap-mode=nofallback --prefix=/usr \
   -Dtests=disabled -Dbenchmarks=disabled -Dexamples=disabled >/dev/null
 pc_is_clean "$work/lib-usr/meson-private/sydra-alloc.pc"
 echo "ok: --prefix=/usr .pc: $(grep '^Cflags:' "$work/lib-usr/meson-private/sydra-alloc.pc")"
+
+# The same configuration installed under a DESTDIR: the CMake files, written
+# for /usr, must find the library where they are, not in the real /usr.
+build "$work/lib-usr" "$work/lib-usr.log"
+DESTDIR="$work/destdir" meson install -C "$work/lib-usr" --no-rebuild >/dev/null
+cmake_consumer "$work/cmake-usr" "$work/destdir/usr" small_pool
+grep -F "$work/destdir/usr/lib/" "$work/cmake-usr/build.ninja" | grep -q 'libsydra-alloc\.a' \
+  || fail "the CMake consumer of the DESTDIR install did not link $work/destdir/usr/lib/.../libsydra-alloc.a"
+echo "ok: consumer via CMake, --prefix=/usr installed under DESTDIR: found and linked there"
 
 # 2. As a subproject: a copy of the consumer, with its wrap file, whose
 # subprojects/sydra-alloc is a link to this tree (so nothing is fetched).
