@@ -80,6 +80,9 @@ void register_churn_shapes(const BenchConfig&) {
     add_churn<Glibc>("Glibc", s.range, s.threads);
     add_churn<Mimalloc>("Mimalloc", s.range, s.threads);
     add_churn<Jemalloc>("Jemalloc", s.range, s.threads);
+#if SYDRA_BENCH_SNMALLOC
+    add_churn<Snmalloc>("Snmalloc", s.range, s.threads);
+#endif
   }
 }
 

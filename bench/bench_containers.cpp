@@ -2,7 +2,9 @@
 //
 //   BM_Container/<Variant>/<container>
 //
-// Variants: Std (std::allocator, i.e. operator new: glibc here), StlErased
+// Variants: Std (std::allocator, i.e. operator new: glibc here), Snmalloc
+// (an allocator over snmalloc's inlined alloc/sized dealloc; only when built
+// with -Dsnmalloc_src), StlErased
 // (StlAllocator<T> over the handle's Allocator), StlConcrete (StlAllocator<T,
 // Handle> over the handle), PmrErased (polymorphic_allocator over
 // MemoryResource), PmrConcrete (polymorphic_allocator over
@@ -17,6 +19,7 @@
 // (its frees are timed too). One item = one insert or erase: 2 * kItems per
 // iteration. CPU time.
 #include "bench_common.hpp"
+#include "peers.hpp"
 #include "shapes.hpp"
 #include "sydra_adapters.hpp"
 
@@ -25,6 +28,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -48,6 +52,38 @@ struct ContainerStd {
     return A();
   }
 };
+
+#if SYDRA_BENCH_SNMALLOC
+// What a program that hands its containers snmalloc gets: the inlined global
+// allocator, with the sized free that std::allocator's deallocate makes possible.
+template <class T>
+struct SnmallocStl {
+  using value_type = T;
+  SnmallocStl() noexcept = default;
+  template <class U>
+  SnmallocStl(const SnmallocStl<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    if (n > static_cast<std::size_t>(-1) / sizeof(T)) throw std::bad_array_new_length();
+    void* p = Snmalloc{}.alloc(n * sizeof(T), alignof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { Snmalloc{}.free(p, n * sizeof(T), alignof(T)); }
+  template <class U>
+  bool operator==(const SnmallocStl<U>&) const noexcept {
+    return true;  // one global allocator: any instance frees any other's blocks
+  }
+};
+
+struct ContainerSnmalloc {
+  template <class T>
+  using Alloc = SnmallocStl<T>;
+  template <class A>
+  static A make() {
+    return A();
+  }
+};
+#endif
 
 // The keys of one iteration: kItems to insert, then kItems / 2 more.
 const std::vector<int>& keys() {
@@ -104,6 +140,9 @@ void add_containers(const char* variant) {
 
 void register_container_shapes(const BenchConfig&) {
   add_containers<ContainerStd>("Std");
+#if SYDRA_BENCH_SNMALLOC
+  add_containers<ContainerSnmalloc>("Snmalloc");
+#endif
   add_containers<ContainerStlErased>("StlErased");
   add_containers<ContainerStlConcrete>("StlConcrete");
   add_containers<ContainerPmrErased>("PmrErased");

@@ -1,6 +1,7 @@
 // bench-alloc: every throughput shape of sydra-alloc next to glibc, mimalloc,
-// jemalloc and the ideal free list, in one process, so that one run (with
-// interleaved repetitions) compares them on the same machine state. See
+// jemalloc (and snmalloc when built with -Dsnmalloc_src) and the ideal free
+// list, in one process, so that one run (with interleaved repetitions)
+// compares them on the same machine state. See
 // bench/README.md for the method; tools/bench.sh runs it and
 // tools/bench_report.py turns its JSON into docs/benchmarks.md.
 //
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("process_malloc", malloc_provider());
   benchmark::AddCustomContext("mimalloc", mi.ok() ? mi.path : "unavailable: " + mi.error);
   benchmark::AddCustomContext("jemalloc", je.ok() ? je.path : "unavailable: " + je.error);
+  benchmark::AddCustomContext("snmalloc", snmalloc_description());
   benchmark::AddCustomContext("bench_quick", cfg.quick ? "1" : "0");
 
   benchmark::RunSpecifiedBenchmarks();

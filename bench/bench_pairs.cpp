@@ -95,11 +95,17 @@ void add_aligned(std::size_t n) {
   add_pair<Glibc, Align>("Glibc", n);
   add_pair<Mimalloc, Align>("Mimalloc", n);
   add_pair<Jemalloc, Align>("Jemalloc", n);
+#if SYDRA_BENCH_SNMALLOC
+  add_pair<Snmalloc, Align>("Snmalloc", n);
+#endif
   add_batch<Sydra, Align>("Sydra", n);
   add_batch<SydraHardened, Align>("SydraHardened", n);
   add_batch<Glibc, Align>("Glibc", n);
   add_batch<Mimalloc, Align>("Mimalloc", n);
   add_batch<Jemalloc, Align>("Jemalloc", n);
+#if SYDRA_BENCH_SNMALLOC
+  add_batch<Snmalloc, Align>("Snmalloc", n);
+#endif
   if constexpr (Align == SydraErased::default_align) {
     add_pair<SydraErased, Align>("SydraErased", n);
     add_batch<SydraErased, Align>("SydraErased", n);

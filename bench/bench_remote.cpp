@@ -207,6 +207,9 @@ void register_remote_shapes(const BenchConfig& cfg) {
   add_producer_consumer<Glibc>("Glibc", cfg);
   add_producer_consumer<Mimalloc>("Mimalloc", cfg);
   add_producer_consumer<Jemalloc>("Jemalloc", cfg);
+#if SYDRA_BENCH_SNMALLOC
+  add_producer_consumer<Snmalloc>("Snmalloc", cfg);
+#endif
 
   const std::string name = "BM_Retire/Sydra/" + std::to_string(kNodeSize);
   benchmark::RegisterBenchmark(name.c_str(), run_retire)->Threads(1)->Threads(2);

@@ -19,12 +19,25 @@
 //   static TLS surplus that glibc sizes at startup: the process must start
 //   with GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384, so bench-alloc
 //   re-executes itself with it (reexec_for_static_tls) before anything else.
+// - snmalloc (optional, -Dsnmalloc_src=DIR, which defines SYDRA_BENCH_SNMALLOC):
+//   header-only, compiled into bench-alloc's loops' translation units and
+//   called through snmalloc::alloc / snmalloc::dealloc, as the sydra handle
+//   is, so that both fast paths get the same chance to inline. Only its
+//   snmalloc.h is included, never its override/*.cc, so it does not define
+//   malloc; check_process_malloc would catch it if it ever did.
 #pragma once
 
 #include "bench_common.hpp"
 
 #include <dlfcn.h>
 #include <unistd.h>
+
+#if SYDRA_BENCH_SNMALLOC
+#include <snmalloc/snmalloc.h>
+#ifndef SYDRA_BENCH_SNMALLOC_SRC
+#define SYDRA_BENCH_SNMALLOC_SRC "?"
+#endif
+#endif
 
 #include <bit>
 #include <cstdio>
@@ -219,6 +232,35 @@ struct Jemalloc {
     }
   }
 };
+
+#if SYDRA_BENCH_SNMALLOC
+// snmalloc's global allocator, inlined. Its plain alloc gives every block of
+// 16 bytes or more the natural alignment of its size class, so the same
+// plain_call_aligns rule as the other peers picks the call a C++ program
+// would make; the sized dealloc is the free a program with sized delete gets.
+struct Snmalloc {
+  static bool available(std::string*) { return true; }  // compiled in: nothing to load
+  void* alloc(std::size_t n, std::size_t align) noexcept {
+    return plain_call_aligns(n, align) ? snmalloc::alloc(n) : snmalloc::alloc_aligned(align, n);
+  }
+  void free(void* p, std::size_t n, std::size_t align) noexcept {
+    if (plain_call_aligns(n, align)) {
+      snmalloc::dealloc(p, n);
+    } else {
+      snmalloc::dealloc(p, n, align);
+    }
+  }
+};
+#endif
+
+// For the JSON context: where the snmalloc column came from, or why there is none.
+inline std::string snmalloc_description() {
+#if SYDRA_BENCH_SNMALLOC
+  return std::string("inlined (header-only) from ") + SYDRA_BENCH_SNMALLOC_SRC;
+#else
+  return "not built: configure with -Dsnmalloc_src=DIR (tools/bench.sh: SNMALLOC_SRC=DIR)";
+#endif
+}
 
 // ---- The ideal -------------------------------------------------------------------
 

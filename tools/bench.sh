@@ -17,10 +17,17 @@
 #   BENCH_CHECKED=0|1      also time a checked build's fast paths (default 1; quick 0)
 #   BENCH_JOBS             compile jobs (default 2: the machine has 2 cores)
 #   BENCH_SOURCE_REV       names the sources on the page when they are not a git checkout
+#   SNMALLOC_SRC=DIR       snmalloc's source folder (the one holding src/snmalloc/): bench-alloc gets an
+#                          inlined snmalloc peer (meson -Dsnmalloc_src) and the page an snmalloc column;
+#                          unset, there is none and the page says so
 #
 # Benchmarks inform, they do not gate: the script fails only when something
 # cannot be built or run, never on a FAIL line of the report.
 set -euo pipefail
+
+# Absolute before the cd below, so that a path relative to the caller's folder works.
+snmalloc_src=""
+[[ -n "${SNMALLOC_SRC:-}" ]] && snmalloc_src=$(realpath -m -- "$SNMALLOC_SRC")
 
 cd "$(dirname "$0")/.."
 builddir=build-bench
@@ -52,8 +59,9 @@ configure() {  # dir, then meson options
 }
 
 common_opts=(-Dbuildtype=release -Dtests=disabled -Dexamples=disabled -Dbenchmarks=enabled --wrap-mode=nofallback)
-log "build $builddir (release, unchecked)"
-configure "$builddir" "${common_opts[@]}" -Dchecked=false
+log "build $builddir (release, unchecked)${snmalloc_src:+, snmalloc from $snmalloc_src}"
+# Passed even when empty: a reconfigure keeps old option values, and an earlier SNMALLOC_SRC must not linger.
+configure "$builddir" "${common_opts[@]}" -Dchecked=false -Dsnmalloc_src="$snmalloc_src"
 meson compile -C "$builddir" -j "$jobs" bench-alloc bench-memory lib/malloc/sydra-malloc bench/malloc-churn \
   >"$builddir/compile.log" 2>&1 ||
   { tail -40 "$builddir/compile.log" >&2; exit 1; }
@@ -141,7 +149,7 @@ report_args=(--throughput "$builddir/bench.json" --memory "$memory" --programs "
              --builddir "$builddir" --out "$outdir/benchmarks.md" --svg "$outdir/benchmarks.svg")
 if [[ "$with_checked" == "1" ]]; then
   log "build $checked_dir (release, checked) and time its fast paths"
-  configure "$checked_dir" "${common_opts[@]}" -Dchecked=true
+  configure "$checked_dir" "${common_opts[@]}" -Dchecked=true -Dsnmalloc_src=  # its filter has no snmalloc shape
   meson compile -C "$checked_dir" -j "$jobs" bench-alloc >"$checked_dir/compile.log" 2>&1 ||
     { tail -40 "$checked_dir/compile.log" >&2; exit 1; }
   checked_args=(--benchmark_filter='^BM_Pair/(Sydra|SydraNoShard|Glibc)/64/align:8$' --benchmark_repetitions="$reps"

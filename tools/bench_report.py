@@ -11,7 +11,10 @@ repetitions; one item = one alloc+free pair, one churn operation, one block
 through the ring, or one node retired and reclaimed) and bench-memory's JSON
 lines (one object per allocator and scenario). Throughput ratios are sydra's
 items/s over the peer's (higher is better); memory ratios are sydra's figure
-over the peer's (lower is better).
+over the peer's (lower is better). snmalloc is an optional throughput peer
+(bench-alloc built with -Dsnmalloc_src): its column appears in the throughput,
+container and chart output only when the JSON has Snmalloc results, and the
+page says why when it has none.
 
 Each target of issues 8, 9 and 14 is printed with its measured value and PASS
 or FAIL, or MISSING when a result is absent. The container workload of issue
@@ -37,7 +40,9 @@ import sys
 from collections import defaultdict
 
 PEERS = ("Glibc", "Mimalloc", "Jemalloc")
-PEER_NAMES = {"Glibc": "glibc", "Mimalloc": "mimalloc", "Jemalloc": "jemalloc"}
+OPTIONAL_PEERS = ("Snmalloc",)  # only in a bench-alloc built with it, so only columns when measured
+PEER_NAMES = {"Glibc": "glibc", "Mimalloc": "mimalloc", "Jemalloc": "jemalloc", "Snmalloc": "snmalloc"}
+PEER_COLOURS = {"Glibc": "#4477aa", "Mimalloc": "#ee6677", "Jemalloc": "#228833", "Snmalloc": "#ccbb44"}
 MEM_ALLOCATORS = ("sydra", "glibc", "mimalloc", "jemalloc")
 SYDRA_VARIANTS = ("Sydra", "SydraErased", "SydraNoShard")
 VIA = {"Sydra": "handle", "SydraErased": "Allocator", "SydraNoShard": "handle, no shards"}
@@ -196,6 +201,15 @@ class Throughput:
         v = self.m.get(name)
         return None if not v else 1e9 / v
 
+    def has_variant(self, variant):
+        """Whether any benchmark of this variant ran (a result or an error)."""
+        tag = f"/{variant}/"
+        return any(tag in n for n in self.m) or any(tag in n for n in self.errors)
+
+    def peers(self):
+        """The peer columns of this run: the fixed ones, then each optional peer that was measured."""
+        return PEERS + tuple(p for p in OPTIONAL_PEERS if self.has_variant(p))
+
 
 def throughput_targets():
     return {
@@ -239,13 +253,21 @@ def checks_for(fam, shape, variant):
     return out
 
 
-def throughput_section(tp, targets, lines, chart_rows):
+def throughput_section(tp, targets, lines, chart_rows, context):
+    peers = tp.peers()
     lines.append("Throughput ratios are sydra's items per second over the peer's on the same shape in the same "
                  "run: **higher is better**, 1.00 is parity. \"cost ÷ ideal\" is sydra's time per item over the "
                  "ideal inline free list's (lower is better). ✓/✗ mark the cells a target applies to.")
     lines.append("")
-    lines.append("| shape | via | sydra (M items/s) | ÷ glibc | ÷ mimalloc | ÷ jemalloc | cost ÷ ideal |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    if "Snmalloc" not in peers:
+        why = context.get("snmalloc", "this bench-alloc predates the snmalloc peer")
+        if why.startswith("inlined"):
+            why = "bench-alloc has it, but this run measured none of its shapes (a --benchmark_filter?)"
+        lines.append(f"No snmalloc column: {why}.")
+        lines.append("")
+    lines.append("| shape | via | sydra (M items/s) | " + " | ".join(f"÷ {PEER_NAMES[p]}" for p in peers)
+                 + " | cost ÷ ideal |")
+    lines.append("|---|---|" + "---:|" * (len(peers) + 2))
     for fam, shape, label in shape_rows():
         for variant in SYDRA_VARIANTS:
             name = f"{fam}/{variant}/{shape}"
@@ -256,7 +278,7 @@ def throughput_section(tp, targets, lines, chart_rows):
             # A peer cell can fall under two targets (8 threads: glibc and shards8 use different peers).
             multi = checks_for(fam, shape, variant)
             cells, chart = [], []
-            for peer in PEERS:
+            for peer in peers:
                 p = tp.ips(fam, peer, shape)
                 r = own / p if own and p else None
                 verdicts = [targets[k].add(f"{label} ({VIA[variant]})", r) for pc, k in multi if pc == peer]
@@ -338,10 +360,14 @@ CONTAINERS = ("map", "unordered_map", "list")
 CONTAINER_VARIANTS = (("Std", "std::allocator"), ("StlErased", "StlAllocator, erased"),
                       ("StlConcrete", "StlAllocator, concrete"), ("PmrErased", "pmr, erased"),
                       ("PmrConcrete", "pmr, concrete"))
+CONTAINER_PEER_VARIANTS = (("Snmalloc", "snmalloc"),)  # when the run has it
 
 
 def container_section(tp, lines):
     """BM_Container/<Variant>/<container>: ns per operation, and the concrete form's ratios (no target)."""
+    snmalloc = tp.has_variant("Snmalloc")
+    # The peer next to std::allocator, before the sydra adapters.
+    variants = CONTAINER_VARIANTS[:1] + (CONTAINER_PEER_VARIANTS if snmalloc else ()) + CONTAINER_VARIANTS[1:]
     lines.append("The same container workload on each allocator adapter: insert 4096 rows (`int` key, 16-B "
                  "value), erase every other one, insert 2048 more, destroy the container; one item = one insert or "
                  "erase (the destruction's frees are timed too). Every sydra variant uses the shared 4-shard "
@@ -349,15 +375,18 @@ def container_section(tp, lines):
                  "type-erased `Allocator` (an indirect call per allocation), *concrete* through the handle's type "
                  "(`StlAllocator<T, Handle>`, `BasicMemoryResource<Handle>`: its fast path inlined; pmr still pays "
                  "its own virtual call). Ratios are of items per second, so **higher is better** for the concrete "
-                 "form; no target was set.")
+                 "form; no target was set."
+                 + (" snmalloc is its global allocator inlined behind a minimal std allocator (sized free)."
+                    if snmalloc else ""))
     lines.append("")
-    lines.append("| container | " + " | ".join(f"{label} (ns/op)" for _, label in CONTAINER_VARIANTS)
-                 + " | concrete ÷ std::allocator | concrete ÷ erased | pmr concrete ÷ pmr erased |")
-    lines.append("|---|" + "---:|" * (len(CONTAINER_VARIANTS) + 3))
+    lines.append("| container | " + " | ".join(f"{label} (ns/op)" for _, label in variants)
+                 + " | concrete ÷ std::allocator |" + (" concrete ÷ snmalloc |" if snmalloc else "")
+                 + " concrete ÷ erased | pmr concrete ÷ pmr erased |")
+    lines.append("|---|" + "---:|" * (len(variants) + 3 + snmalloc))
     for c in CONTAINERS:
-        ips = {v: tp.m.get(f"BM_Container/{v}/{c}") for v, _ in CONTAINER_VARIANTS}
+        ips = {v: tp.m.get(f"BM_Container/{v}/{c}") for v, _ in variants}
         cells = []
-        for v, _ in CONTAINER_VARIANTS:
+        for v, _ in variants:
             name = f"BM_Container/{v}/{c}"
             if name in tp.errors:
                 cells.append(f"error: {tp.errors[name]}")
@@ -368,7 +397,8 @@ def container_section(tp, lines):
             return ips[a] / ips[b] if ips[a] and ips[b] else None
 
         lines.append(f"| {c} | " + " | ".join(cells) + f" | {fmt_ratio(ratio('StlConcrete', 'Std'))} | "
-                     f"{fmt_ratio(ratio('StlConcrete', 'StlErased'))} | "
+                     + (f"{fmt_ratio(ratio('StlConcrete', 'Snmalloc'))} | " if snmalloc else "")
+                     + f"{fmt_ratio(ratio('StlConcrete', 'StlErased'))} | "
                      f"{fmt_ratio(ratio('PmrConcrete', 'PmrErased'))} |")
     lines.append("")
 
@@ -592,6 +622,7 @@ def machine(builddir, context, source):
         ("bench-alloc's malloc", context.get("process_malloc", "?")),
         ("mimalloc (dlopen RTLD_LOCAL)", context.get("mimalloc", "?")),
         ("jemalloc (dlopen RTLD_LOCAL)", context.get("jemalloc", "?")),
+        ("snmalloc", context.get("snmalloc", "not built (this bench-alloc predates the snmalloc peer)")),
         ("run started", context.get("date", "?")),
         ("page written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
     ]
@@ -617,8 +648,8 @@ def targets_table(all_targets, lines):
     return counts
 
 
-def gnuplot_chart(rows, svg, title, ylabel, higher_better, workdir):
-    """A clustered bar chart (one cluster per shape, one bar per peer), log scale, a line at 1.0."""
+def gnuplot_chart(rows, svg, title, ylabel, higher_better, workdir, series=PEERS):
+    """A clustered bar chart (one cluster per shape, one bar per peer of series), log scale, a line at 1.0."""
     if not shutil.which("gnuplot"):
         return "gnuplot not found (apt-get install gnuplot-nox): no chart"
     rows = [(label, vals) for label, vals in rows if any(v for v in vals)]
@@ -654,10 +685,13 @@ set key top left opaque
 set bmargin 14
 set rmargin 14
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb 'black' front
-plot '{data}' using 2:xtic(1) title 'vs glibc' lc rgb '#4477aa', \\
-     '' using 3 title 'vs mimalloc' lc rgb '#ee6677', \\
-     '' using 4 title 'vs jemalloc' lc rgb '#228833'
 """)
+        # Column i + 2 of the data holds the ratio to series[i]; the first plot names the file and the labels.
+        plots = []
+        for i, peer in enumerate(series):
+            source = f"'{data}' using 2:xtic(1)" if i == 0 else f"'' using {i + 2}"
+            plots.append(f"{source} title 'vs {PEER_NAMES[peer]}' lc rgb '{PEER_COLOURS[peer]}'")
+        f.write("plot " + ", \\\n     ".join(plots) + "\n")
     res = subprocess.run(["gnuplot", script], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         return f"gnuplot failed: {res.stderr.strip()[:300]}"
@@ -739,7 +773,7 @@ def main(argv):
     mem_svg = re.sub(r"\.svg$", "", args.svg) + "-memory.svg"
 
     body, chart_rows, mem_chart_rows = [], [], []
-    throughput_section(tp, targets, body, chart_rows)
+    throughput_section(tp, targets, body, chart_rows, context)
     other = []
     hardened = None
     if args.hardened:
@@ -773,7 +807,7 @@ def main(argv):
     lines += ["## Issue 8: throughput", ""]
     svg_note = gnuplot_chart(chart_rows, os.path.abspath(args.svg),
                              "sydra throughput / peer throughput, per shape (higher is better)",
-                             "ratio (log scale)", True, os.path.join(args.builddir, "charts"))
+                             "ratio (log scale)", True, os.path.join(args.builddir, "charts"), tp.peers())
     if svg_note is None:
         lines += [f"![sydra's throughput ratios]({os.path.basename(args.svg)})", ""]
     else:
