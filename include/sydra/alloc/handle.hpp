@@ -198,6 +198,22 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     }
     if (mem != nullptr) fallback_.free_unsized(mem);
   }
+  // calloc(): a zero-filled block. Pooled blocks are cleared here; a
+  // fallback that knows which of its pages are fresh from the kernel
+  // (LibcHeap: glibc's calloc) clears only the others, which for a large
+  // block is most of its cost.
+  void* alloc_zeroed(std::size_t len, std::size_t align) noexcept {
+    if constexpr (requires(Fallback& f) { f.alloc_zeroed(len, align); }) {
+      if (!poolable(len, align)) {
+        align = normalize_align(align);
+        if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
+        return fallback_.alloc_zeroed(len, align);
+      }
+    }
+    void* p = alloc(len, align);
+    if (p != nullptr) std::memset(p, 0, len);
+    return p;
+  }
   template <class F = Fallback>
     requires requires(F& f, const void* p) { f.usable_size(p); }
   std::size_t usable_size(const void* mem) noexcept {

@@ -16,7 +16,8 @@
 //   - usable before main and from the loader's first allocation: the handle
 //     lives in static storage and is built by the first call (Process::get),
 //     with no constructor order to depend on, and never destroyed (blocks are
-//     freed after every destructor ran);
+//     freed after every destructor ran); what the building thread allocates
+//     while it builds comes from the BootstrapArena;
 //   - fork() in a threaded process: pthread_atfork handlers take every lock
 //     of the handle before the fork and release them in both processes;
 //   - thread exit: the thread registry's exit hook (thread_registry.cpp)
@@ -31,16 +32,19 @@
 // free_unsized() and remap_unsized().
 #pragma once
 
+#include <sydra/alloc/detail/bootstrap_arena.hpp>
 #include <sydra/alloc/format.hpp>
 #include <sydra/alloc/handle.hpp>
 #include <sydra/alloc/mixin/tracked.hpp>
 #include <sydra/alloc/policy/libc_heap.hpp>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -56,9 +60,16 @@ inline namespace SYDRA_ALLOC_ABI {
 // own heap, with per-thread counters that count usable bytes (free() knows
 // no length) and, in checked builds, the registry that diagnoses foreign and
 // double frees of fallback blocks.
+// BootstrapAware outermost: the blocks served while the handle was being
+// built reach the fallback's free and are dropped there, before any counter
+// or registry sees them. Heap: LibcHeap, or (tests) a heap derived from it.
+template <class Heap>
+using MallocFallback = detail::BootstrapAware<
+    Tracked<Checked<Heap, checked, /*NodesFromBacking=*/true>, TrackedFeatures{.usable_bytes = true}>>;
+
 template <class P>
 struct MallocPolicy : P {
-  using Fallback = Tracked<Checked<LibcHeap, checked, /*NodesFromBacking=*/true>, TrackedFeatures{.usable_bytes = true}>;
+  using Fallback = MallocFallback<LibcHeap>;
 };
 
 namespace malloc_detail {
@@ -71,24 +82,27 @@ class Process {
   using Handle = BasicAllocatorHandle<Policy>;
 
   // The handle, built by the first call from any thread. A thread that finds
-  // another one building it waits; the builder itself never comes back here
-  // (building allocates from LibcHeap, not from malloc).
-  SYDRA_FAST_PATH static Handle& get() noexcept {
-    if (SYDRA_LIKELY(state_.load(std::memory_order_acquire) == ready)) return *handle();
+  // another one building it waits. The builder allocates from LibcHeap, not
+  // from malloc, but what it calls may call malloc (an older C library
+  // allocates in sysconf): for that thread, while it builds, get() is
+  // nullptr and the request is served from the BootstrapArena.
+  SYDRA_FAST_PATH static Handle* get() noexcept {
+    if (SYDRA_LIKELY(state_.load(std::memory_order_acquire) == ready)) return handle();
     return init();
   }
 
   // ---- The C API -------------------------------------------------------------
-  static void* malloc(std::size_t n) noexcept { return out_of(get().alloc(n == 0 ? 1 : n, malloc_align)); }
+  static void* malloc(std::size_t n) noexcept { return out_of(allocate(n, malloc_align)); }
   static void free(void* p) noexcept {
-    if (p != nullptr) get().free_unsized(p);
+    if (p == nullptr) return;
+    if (Handle* h = get()) h->free_unsized(p);  // else a re-entrant free while building: an arena block, kept
   }
   static void* calloc(std::size_t count, std::size_t size) noexcept {
     std::size_t n = 0;
     if (__builtin_mul_overflow(count, size, &n)) return fail();
-    void* p = malloc(n);
-    if (p != nullptr) std::memset(p, 0, n);
-    return p;
+    if (n == 0) n = 1;
+    Handle* h = get();
+    return out_of(h != nullptr ? h->alloc_zeroed(n, malloc_align) : detail::BootstrapArena::alloc(n, malloc_align));
   }
   static void* realloc(void* p, std::size_t n) noexcept {
     if (p == nullptr) return malloc(n);
@@ -96,7 +110,10 @@ class Process {
       free(p);
       return nullptr;
     }
-    return out_of(get().remap_unsized(p, n));
+    if (Handle* h = get()) return out_of(h->remap_unsized(p, n));
+    void* q = detail::BootstrapArena::alloc(n, malloc_align);  // re-entrant: p is an arena block too
+    if (q != nullptr) std::memcpy(q, p, std::min(n, detail::BootstrapArena::size_of(p)));
+    return out_of(q);
   }
   static void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
     std::size_t n = 0;
@@ -134,26 +151,32 @@ class Process {
     if (n > max_request - pg) return fail();
     return aligned(pg, n == 0 ? pg : (n + pg - 1) & ~(pg - 1));
   }
-  static std::size_t usable_size(void* p) noexcept { return p == nullptr ? 0 : get().usable_size(p); }
+  static std::size_t usable_size(void* p) noexcept {
+    if (p == nullptr) return 0;
+    if (Handle* h = get()) return h->usable_size(p);
+    return detail::BootstrapArena::size_of(p);
+  }
 
   // ---- C++ -------------------------------------------------------------------
+  // The program's new handler is called while memory is short; with none,
+  // operator new throws std::bad_alloc and the nothrow forms return null. A
+  // handler that throws from a nothrow new ends the program (the nothrow
+  // forms catch nothing, see program_function), as with mimalloc.
   static void* new_or_throw(std::size_t n, std::size_t align) {
     for (;;) {
-      if (void* p = get().alloc(n == 0 ? 1 : n, align < malloc_align ? malloc_align : align)) return p;
-      std::new_handler h = std::get_new_handler();
-      if (h == nullptr) throw std::bad_alloc();
-      h();
+      if (void* p = allocate(n, align)) return p;
+      if (!call_new_handler()) throw_bad_alloc();
     }
   }
   static void* new_nothrow(std::size_t n, std::size_t align) noexcept {
-    try {
-      return new_or_throw(n, align);
-    } catch (...) {
-      return nullptr;
+    for (;;) {
+      if (void* p = allocate(n, align)) return p;
+      if (!call_new_handler()) return nullptr;
     }
   }
   static void sized_delete(void* p, std::size_t n, std::size_t align) noexcept {
-    if (p != nullptr) get().free(p, n == 0 ? 1 : n, align < malloc_align ? malloc_align : align);
+    if (p == nullptr) return;
+    if (Handle* h = get()) h->free(p, n == 0 ? 1 : n, align < malloc_align ? malloc_align : align);
   }
 
  private:
@@ -161,23 +184,54 @@ class Process {
 
   static Handle* handle() noexcept { return std::launder(reinterpret_cast<Handle*>(storage_)); }
 
-  SYDRA_SLOW_PATH static Handle& init() noexcept {
+  SYDRA_SLOW_PATH static Handle* init() noexcept {
     int s = idle;
     if (state_.compare_exchange_strong(s, building, std::memory_order_acq_rel)) {
+      builder_.store(::pthread_self(), std::memory_order_relaxed);
       typename Handle::Options o;
       o.print_leaks = false;  // never destroyed: the process's exit is not a leak
       ::new (static_cast<void*>(storage_)) Handle(o);
       state_.store(ready, std::memory_order_release);
       ::pthread_atfork(&before_fork, &after_fork, &after_fork);
       open_stats_fd();
-      return *handle();
+      return handle();
+    }
+    if (s == building && ::pthread_equal(builder_.load(std::memory_order_relaxed), ::pthread_self()) != 0) {
+      return nullptr;  // the builder, re-entered
     }
     while (state_.load(std::memory_order_acquire) != ready) ::sched_yield();
-    return *handle();
+    return handle();
   }
 
-  static void before_fork() noexcept { get().fork_prepare(); }
-  static void after_fork() noexcept { get().fork_release(); }
+  // The library carries its own static copy of libstdc++ (so that a C
+  // program loads none, lib/malloc/meson.build). Its std::get_new_handler
+  // would see only its own, never-set handler, and an exception its
+  // __cxa_throw raised and the program's libstdc++ caught would leave the
+  // program's std::uncaught_exceptions() wrong. So the handler and the throw
+  // are the program's libstdc++'s whenever one is loaded, looked up when
+  // memory is already short, never on a path that succeeds; for the same
+  // reason nothing here catches.
+  template <class F>
+  static F program_function(const char* mangled, F own) noexcept {
+    auto f = reinterpret_cast<F>(::dlsym(RTLD_DEFAULT, mangled));
+    return f != nullptr ? f : own;
+  }
+  static bool call_new_handler() {
+    using Get = std::new_handler (*)() noexcept;
+    const std::new_handler h = program_function<Get>("_ZSt15get_new_handlerv", &std::get_new_handler)();
+    if (h == nullptr) return false;
+    h();
+    return true;
+  }
+  [[noreturn]] static void throw_bad_alloc() {
+    using Throw = void (*)();
+    if (Throw t = program_function<Throw>("_ZSt17__throw_bad_allocv", nullptr)) t();
+    throw std::bad_alloc();
+  }
+
+  // Registered once the handle is ready: get() is never nullptr here.
+  static void before_fork() noexcept { handle()->fork_prepare(); }
+  static void after_fork() noexcept { handle()->fork_release(); }
 
   // SYDRA_ALLOC_STATS: stderr is duplicated when the handle is built,
   // because programs close their standard streams in atexit handlers
@@ -194,7 +248,7 @@ class Process {
     std::string text;
     if constexpr (Handle::has_stats) {
       try {
-        const Stats s = get().snapshot_stats();
+        const Stats s = handle()->snapshot_stats();
         text = stats_json_ ? to_json(s) + "\n" : fmt::format("{}\n", s);
       } catch (...) {
         text = "sydra-alloc: stats: out of memory while formatting\n";
@@ -215,12 +269,18 @@ class Process {
     errno = ENOMEM;
     return nullptr;
   }
-  static void* aligned(std::size_t align, std::size_t n) noexcept {
-    return out_of(get().alloc(n == 0 ? 1 : n, align < malloc_align ? malloc_align : align));
+  static void* aligned(std::size_t align, std::size_t n) noexcept { return out_of(allocate(n, align)); }
+  // Every allocation but calloc's: at least 1 byte, at least malloc's alignment.
+  static void* allocate(std::size_t n, std::size_t align) noexcept {
+    if (n == 0) n = 1;
+    if (align < malloc_align) align = malloc_align;
+    if (Handle* h = get()) return h->alloc(n, align);
+    return detail::BootstrapArena::alloc(n, align);
   }
   static std::size_t page() noexcept { return pal::page_bytes; }
 
   static inline std::atomic<int> state_{idle};
+  static inline std::atomic<pthread_t> builder_{};
   static inline int stats_fd_ = -1;
   static inline bool stats_json_ = false;
   alignas(Handle) static inline unsigned char storage_[sizeof(Handle)];

@@ -29,14 +29,11 @@ class Tracked {
   static constexpr std::size_t thread_block_bytes = sizeof(typename detail::ThreadCounters<fallback_bins + 5>::Block);
   explicit Tracked(const Options& o) : heap_(o), c_(heap_.backing_allocator()) {}
 
-  void* alloc(std::size_t len, std::size_t align) noexcept {
-    void* p = heap_.alloc(len, align);
-    if (p != nullptr) {
-      auto* b = c_.local();
-      c_.bump(b, fallback_bin_of(len));
-      c_.bump(b, bytes_in, bytes_of(p, len));
-    }
-    return p;
+  void* alloc(std::size_t len, std::size_t align) noexcept { return counted(heap_.alloc(len, align), len); }
+  void* alloc_zeroed(std::size_t len, std::size_t align) noexcept
+    requires requires(Heap& h) { h.alloc_zeroed(len, align); }
+  {
+    return counted(heap_.alloc_zeroed(len, align), len);
   }
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     if (!heap_.resize(mem, len, align, new_len)) return false;
@@ -137,6 +134,14 @@ class Tracked {
   }
 
  private:
+  void* counted(void* p, std::size_t len) noexcept {
+    if (p != nullptr) {
+      auto* b = c_.local();
+      c_.bump(b, fallback_bin_of(len));
+      c_.bump(b, bytes_in, bytes_of(p, len));
+    }
+    return p;
+  }
   enum : std::size_t { frees = fallback_bins, resizes, remaps, bytes_in, bytes_out, count };
   static_assert(count == fallback_bins + 5);
 

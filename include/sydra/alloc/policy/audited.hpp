@@ -214,14 +214,13 @@ class Checked {
 
   void* alloc(std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
-    void* p = heap_.alloc(len, align);
-    if constexpr (Registry) {
-      if (p != nullptr && !registry_.add(p, len, align)) {
-        heap_.free(p, len, align);
-        return nullptr;
-      }
-    }
-    return p;
+    return registered(heap_.alloc(len, align), len, align);
+  }
+  void* alloc_zeroed(std::size_t len, std::size_t align) noexcept
+    requires requires(Heap& h) { h.alloc_zeroed(len, align); }
+  {
+    align = normalize_align(align);
+    return registered(heap_.alloc_zeroed(len, align), len, align);
   }
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     align = normalize_align(align);
@@ -281,6 +280,18 @@ class Checked {
   }
 
  private:
+  // A registry that cannot record the block (out of memory) gives it back:
+  // an unregistered block would be a "foreign pointer" at its free.
+  void* registered(void* p, std::size_t len, std::size_t align) noexcept {
+    if constexpr (Registry) {
+      if (p != nullptr && !registry_.add(p, len, align)) {
+        heap_.free(p, len, align);
+        return nullptr;
+      }
+    }
+    return p;
+  }
+
   [[no_unique_address]] Heap heap_;
   [[no_unique_address]] std::conditional_t<Registry, detail::BlockRegistry, detail::NoRegistry> registry_;
 };

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
@@ -35,6 +36,7 @@ namespace detail {
 
 struct LibcEntryPoints {
   void* (*malloc)(std::size_t) noexcept;
+  void* (*calloc)(std::size_t, std::size_t) noexcept;
   void* (*memalign)(std::size_t, std::size_t) noexcept;
   void* (*realloc)(void*, std::size_t) noexcept;
   void (*free)(void*) noexcept;
@@ -64,6 +66,7 @@ class LibcEntryPointTable {
     int s = unresolved;
     if (state_.compare_exchange_strong(s, resolving, std::memory_order_acq_rel)) {
       find("__libc_malloc", table_.malloc);
+      find("__libc_calloc", table_.calloc);
       find("__libc_memalign", table_.memalign);
       find("__libc_realloc", table_.realloc);
       find("__libc_free", table_.free);
@@ -92,6 +95,14 @@ class LibcHeap {
   void* alloc(std::size_t len, std::size_t align) noexcept {
     const detail::LibcEntryPoints& c = detail::libc();
     return align <= alignof(std::max_align_t) ? c.malloc(len) : c.memalign(align, len);
+  }
+  // calloc's block: glibc knows which pages are fresh from the kernel (a new
+  // mmap, the top of a new heap) and clears only the rest.
+  void* alloc_zeroed(std::size_t len, std::size_t align) noexcept {
+    if (align <= alignof(std::max_align_t)) return detail::libc().calloc(1, len);
+    void* p = detail::libc().memalign(align, len);
+    if (p != nullptr) std::memset(p, 0, len);
+    return p;
   }
   bool resize(void* mem, std::size_t, std::size_t, std::size_t new_len) noexcept { return usable_size(mem) >= new_len; }
   // Over-aligned blocks are not moved here: realloc keeps only malloc's
