@@ -32,7 +32,7 @@
 // free_unsized() and remap_unsized().
 #pragma once
 
-#include <sydra/alloc/detail/bootstrap_arena.hpp>
+#include <sydra/alloc/policy/bootstrap_arena.hpp>
 #include <sydra/alloc/format.hpp>
 #include <sydra/alloc/handle.hpp>
 #include <sydra/alloc/mixin/tracked.hpp>
