@@ -334,29 +334,33 @@ class ShardLayer final : public detail::ThreadHost {
     } catch (...) {
       sum.shards.clear();
     }
-    const Totals t = totals();
-    sum.in_transit = t.in_transit;
+    // Each shard's entries are made before any counter is read; a shard whose
+    // entries could not be made is left out of every pass (its row stays
+    // empty), so the counters are read straight into the rows that exist.
+    for (std::size_t i = 0; i < sum.shards.size(); ++i) {
+      try {
+        sum.shards[i].classes.resize(Classes::count);
+      } catch (...) {
+        sum.shards[i].classes.clear();
+      }
+    }
+    ShardSummary* rows = &sum;
+    const Transit t = read_counts([rows](std::size_t i, unsigned c) -> ShardClassStats* {
+      if (i >= rows->shards.size() || rows->shards[i].classes.size() != Classes::count) return nullptr;
+      return &rows->shards[i].classes[c];
+    });
+    sum.in_transit = t.total;
     for (std::size_t i = 0; i < count_ && i < sum.shards.size(); ++i) {
       Shard& s = shards_[i];
       ShardStats& st = sum.shards[i];
       st.index = s.index;
       st.owned = s.owner_thread.load(std::memory_order_relaxed) != 0;
-      try {
-        st.classes.resize(Classes::count);
-      } catch (...) {
-        continue;
-      }
+      if (st.classes.size() != Classes::count) continue;
       std::uint64_t slabs = 0;
       for (unsigned c = 0; c < Classes::count; ++c) {
         ShardClassStats& k = st.classes[c];
-        const PerClass& pc = t.of(i, c);
         k.size = Classes::sizes[c];
-        k.allocations = pc.allocs;
-        k.frees = pc.frees;
-        k.deferred = pc.deferred;
-        k.reclaimed = pc.reclaimed;
-        k.in_use = pc.in_use();
-        k.cached = pc.cached;
+        k.in_use = in_use_of(k);
         k.slabs = s.slab_count[c].load(std::memory_order_relaxed);
         slabs += k.slabs;
         st.alloc_hits += k.allocations;
@@ -370,19 +374,19 @@ class ShardLayer final : public detail::ThreadHost {
     }
   }
 
+  // Needs no memory: every shard's counts are summed per class as they are
+  // read, so the leak report is exact (when quiet) even with the heap gone.
   LeakReport live() noexcept
     requires(Features.stats)
   {
-    const Totals t = totals();
+    std::array<ShardClassStats, Classes::count> sums{};
+    ShardClassStats* first = sums.data();
+    const Transit t = read_counts([first](std::size_t, unsigned c) { return first + c; });
     LeakReport r;
     for (unsigned c = 0; c < Classes::count; ++c) {
-      std::uint64_t in = 0, out = t.transit_of(c);
-      for (std::size_t i = 0; i < count_; ++i) {
-        const PerClass& pc = t.of(i, c);
-        in += pc.allocs;
-        out += pc.frees + pc.deferred;
-      }
-      r += LeakReport::difference(in, out, in * Classes::sizes[c], out * Classes::sizes[c]);
+      const ShardClassStats& k = sums[c];
+      const std::uint64_t out = k.frees + k.deferred + t.of[c];
+      r += LeakReport::difference(k.allocations, out, k.allocations * Classes::sizes[c], out * Classes::sizes[c]);
     }
     return r;
   }
@@ -594,7 +598,7 @@ class ShardLayer final : public detail::ThreadHost {
     s.remote.flush([this, &s](typename Remote::Batch& batch) { publish(s, batch); });
   }
   void publish(Shard& from, typename Remote::Batch& batch) noexcept {
-    from.published[batch.cls].bump(batch.count);  // before the destination counts it: see totals()
+    from.published[batch.cls].bump(batch.count);  // before the destination counts it: see read_counts()
     publish_chain(*static_cast<Shard*>(batch.dest), batch.cls, batch.head, batch.tail, batch.count);
   }
   void publish_chain(Shard& dest, unsigned cls, FreeNode* head, FreeNode* tail, std::uint32_t count) noexcept {
@@ -681,49 +685,52 @@ class ShardLayer final : public detail::ThreadHost {
   }
 
   // ---- counting ---------------------------------------------------------------------
-  struct PerClass {
-    std::uint64_t allocs = 0, frees = 0, deferred = 0, reclaimed = 0, cached = 0;
-    std::uint64_t in_use() const noexcept { return allocs > frees + deferred ? allocs - frees - deferred : 0; }
+  static std::uint64_t in_use_of(const ShardClassStats& k) noexcept {
+    return k.allocations > k.frees + k.deferred ? k.allocations - k.frees - k.deferred : 0;
+  }
+  struct Transit {  // remote frees held in batches, not yet published: per class and in all
+    std::array<std::uint64_t, Classes::count> of{};
+    std::uint64_t total = 0;
   };
-  struct Totals {
-    std::vector<PerClass> per;  // count_ x classes
-    std::array<std::uint64_t, Classes::count> transit{};
-    std::uint64_t in_transit = 0;
-    const PerClass& of(std::size_t shard, unsigned cls) const noexcept { return per[shard * Classes::count + cls]; }
-    std::uint64_t transit_of(unsigned cls) const noexcept { return transit[cls]; }
-  };
-  // Removals before additions, in one order for every shard: deferred (the
-  // destination's count, bumped after the sender's `published`), published,
-  // remote frees, local frees, then allocations. So no free is seen twice, and
-  // no free is seen without the allocation before it: in-use counts never go
-  // below zero.
-  Totals totals() const noexcept {
-    Totals t;
-    try {
-      t.per.resize(count_ * Classes::count);
-    } catch (...) {
-      return t;
-    }
-    std::array<std::uint64_t, Classes::count> published{}, remote{};
+  // Removals before additions, in one order for every shard: reclaimed,
+  // deferred (the destination's count, bumped after the sender's
+  // `published`), published, remote frees, local frees, then allocations. So
+  // no free is seen twice, and no free is seen without the allocation before
+  // it: in-use counts never go below zero.
+  //
+  // `at(shard, cls)` names where that shard's class counts go (added, so one
+  // place may sum several shards), or nullptr to leave it out. Nothing is
+  // allocated here: a snapshot short of memory reports fewer rows, never
+  // reads past the ones it has.
+  template <class At>
+  Transit read_counts(At at) const noexcept {
     for (std::size_t i = 0; i < count_; ++i)  // reclaimed before deferred: never ahead of it
-      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].reclaimed = shards_[i].inbox[c].reclaimed.get();
+      for (unsigned c = 0; c < Classes::count; ++c)
+        if (ShardClassStats* k = at(i, c)) k->reclaimed += shards_[i].inbox[c].reclaimed.get();
     for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].deferred = shards_[i].inbox[c].deferred_count.get();
+      for (unsigned c = 0; c < Classes::count; ++c)
+        if (ShardClassStats* k = at(i, c)) k->deferred += shards_[i].inbox[c].deferred_count.get();
+    // In transit is a sum over every shard, whatever the rows: its blocks are
+    // still in their home shard's count.
+    std::array<std::uint64_t, Classes::count> published{}, remote{};
     for (std::size_t i = 0; i < count_; ++i)
       for (unsigned c = 0; c < Classes::count; ++c) published[c] += shards_[i].published[c].get();
     for (std::size_t i = 0; i < count_; ++i)
       for (unsigned c = 0; c < Classes::count; ++c) remote[c] += shards_[i].remote_out[c].get();
     for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned c = 0; c < Classes::count; ++c) t.per[i * Classes::count + c].frees = shards_[i].mag[c].frees.get();
+      for (unsigned c = 0; c < Classes::count; ++c)
+        if (ShardClassStats* k = at(i, c)) k->frees += shards_[i].mag[c].frees.get();
     for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned c = 0; c < Classes::count; ++c) {
-        const std::uint64_t w = shards_[i].mag[c].word.load(std::memory_order_acquire);
-        t.per[i * Classes::count + c].allocs = w >> 16;
-        t.per[i * Classes::count + c].cached = w & count_mask;
-      }
+      for (unsigned c = 0; c < Classes::count; ++c)
+        if (ShardClassStats* k = at(i, c)) {
+          const std::uint64_t w = shards_[i].mag[c].word.load(std::memory_order_acquire);
+          k->allocations += w >> 16;
+          k->cached += w & count_mask;
+        }
+    Transit t;
     for (unsigned c = 0; c < Classes::count; ++c) {
-      t.transit[c] = remote[c] > published[c] ? remote[c] - published[c] : 0;
-      t.in_transit += t.transit[c];
+      t.of[c] = remote[c] > published[c] ? remote[c] - published[c] : 0;
+      t.total += t.of[c];
     }
     return t;
   }
