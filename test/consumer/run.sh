@@ -146,7 +146,7 @@ echo "ok: --prefix=/usr .pc: $(grep '^Cflags:' "$work/lib-usr/meson-private/sydr
 build "$work/lib-usr" "$work/lib-usr.log"
 DESTDIR="$work/destdir" meson install -C "$work/lib-usr" --no-rebuild >/dev/null
 cmake_consumer "$work/cmake-usr" "$work/destdir/usr" small_pool
-grep -F "$work/destdir/usr/lib/" "$work/cmake-usr/build.ninja" | grep -q 'libsydra-alloc\.a' \
+grep -F "$work/destdir/usr/lib/" "$work/cmake-usr/build.ninja" | grep 'libsydra-alloc\.a' >/dev/null \
   || fail "the CMake consumer of the DESTDIR install did not link $work/destdir/usr/lib/.../libsydra-alloc.a"
 echo "ok: consumer via CMake, --prefix=/usr installed under DESTDIR: found and linked there"
 
