@@ -62,7 +62,7 @@ common_opts=(-Dbuildtype=release -Dtests=disabled -Dexamples=disabled -Dbenchmar
 log "build $builddir (release, unchecked)${snmalloc_src:+, snmalloc from $snmalloc_src}"
 # Passed even when empty: a reconfigure keeps old option values, and an earlier SNMALLOC_SRC must not linger.
 configure "$builddir" "${common_opts[@]}" -Dchecked=false -Dsnmalloc_src="$snmalloc_src"
-meson compile -C "$builddir" -j "$jobs" bench-alloc bench-memory lib/malloc/sydra-malloc bench/malloc-churn \
+meson compile -C "$builddir" -j "$jobs" bench-alloc bench-memory lib/malloc/sydra-malloc bench/malloc-churn bench/malloc-calloc \
   >"$builddir/compile.log" 2>&1 ||
   { tail -40 "$builddir/compile.log" >&2; exit 1; }
 

@@ -2,6 +2,7 @@
 # (real_programs.sh) and the benchmark (tools/bench_programs.sh). Sourced:
 #   prepare_programs WORK SRC_ROOT CHURN SORT_MB CHURN_ROUNDS
 # writes the sort input into WORK and sets `programs` to "name|command" entries.
+# malloc-calloc (calloc_big.cpp) is built next to CHURN.
 prepare_programs() {
   local work=$1 src=$2 churn=$3 sort_mb=$4 churn_rounds=$5
   local here
@@ -13,5 +14,6 @@ prepare_programs() {
     "git log|git -C $src --no-pager log -p --stat"
     "git fsck|git -C $src fsck --no-progress --no-dangling"
     "churn|$churn 4 $churn_rounds 42"
+    "calloc|$(dirname "$churn")/malloc-calloc 640"
   )
 }
