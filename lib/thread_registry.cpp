@@ -11,6 +11,7 @@
 // while a host unregisters, and while a snapshot walks a host's states, so
 // none of them can see a host or a state half gone.
 #include <sydra/alloc/detail/thread_registry.hpp>
+#include <sydra/alloc/slab/idle_return.hpp>
 
 #include <pthread.h>
 
@@ -87,13 +88,19 @@ void on_thread_exit(void* rec) noexcept {
   thread_cache.exiting = true;
   for (ThreadEntry& e : thread_cache.entries) e = ThreadEntry{};
   Registry& r = registry();
-  std::lock_guard g(r.mu);
-  for (unsigned i = 0; i < t->count; ++i) {
-    Binding& b = t->bindings[i];
-    if (r.live(b.id)) b.host->on_thread_exit(b.state);
+  {
+    std::lock_guard g(r.mu);
+    for (unsigned i = 0; i < t->count; ++i) {
+      Binding& b = t->bindings[i];
+      if (r.live(b.id)) b.host->on_thread_exit(b.state);
+    }
+    t->count = 0;
+    unlist(r, *t);
   }
-  t->count = 0;
-  unlist(r, *t);
+  // A thread exit is one of the moments an idle pool's surplus goes back
+  // (slab/idle_return.hpp): outside the registry lock, as decommits run
+  // under no lock.
+  idle_poll();
 }
 
 // Under the lock: puts this thread on the list and arms its exit hook.
@@ -195,6 +202,22 @@ std::uint64_t new_thread_token() noexcept { return next_thread_token.fetch_add(1
 
 void registry_fork_lock() noexcept { registry().mu.lock(); }
 void registry_fork_unlock() noexcept { registry().mu.unlock(); }
+
+void registry_fork_child() noexcept {
+  Registry& r = registry();
+  for (ThreadRecord* t = r.threads; t != nullptr;) {
+    ThreadRecord* next = t->next;
+    if (t != &record) {  // a thread of the parent's: its record is a copy in this process's memory
+      for (unsigned i = 0; i < t->count; ++i) {
+        Binding& b = t->bindings[i];
+        if (r.live(b.id)) b.host->on_thread_exit(b.state);
+      }
+      t->count = 0;
+      unlist(r, *t);
+    }
+    t = next;
+  }
+}
 
 }  // namespace detail
 }  // namespace SYDRA_ALLOC_ABI

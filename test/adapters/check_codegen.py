@@ -28,9 +28,12 @@ import subprocess
 import sys
 
 # The handle's slow paths (SYDRA_SLOW_PATH, or reached only when a request is
-# not pooled or a thread is new), and the adapters' throw helpers.
+# not pooled or a thread is new), the idle registry's poll once something is
+# pending (SYDRA_SLOW_PATH: it decommits other pools' slabs through their
+# run() hooks), and the adapters' throw helpers.
 SLOW = re.compile(r"::(alloc_slow|alloc_fallback|free_pooled|free_fallback|free_slow|check_claims|misuse)\(|"
-                  r"detail::(bind_thread|throw_bad_alloc|throw_bad_array_new_length|BlockRegistry::)|report_misuse")
+                  r"detail::(bind_thread|throw_bad_alloc|throw_bad_array_new_length|BlockRegistry::|idle_poll_pending)|"
+                  r"report_misuse")
 
 FUNC = re.compile(r"^[0-9a-f]+ <(.+)>:$")
 INSN = re.compile(r"^\s*[0-9a-f]+:\s+(.*)$")

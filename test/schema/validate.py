@@ -126,6 +126,7 @@ def semantic_errors(doc):
          "memory.committed_bytes != in_use_bytes + retained_bytes")
     need(m["in_use_bytes"] + m["retained_bytes"] + m["decommitted_bytes"] <= m["reserved_bytes"],
          "memory: in use + retained + decommitted exceeds reserved")
+    need(m["chunks_released"] <= m["chunks"], "memory: more chunks released than reserved")
     for k in ("reserved_bytes", "in_use_bytes", "retained_bytes", "decommitted_bytes"):
         need(m[k] % SLAB_BYTES == 0, f"memory.{k} is not a whole number of slabs")
     if not doc["has_memory"]:

@@ -48,6 +48,8 @@ void expect_json_matches(const sa::Stats& s, const json& j) {
   EXPECT_EQ(m["slabs_reused_across_classes"], s.memory.slabs_reused_across_classes);
   EXPECT_EQ(m["decommits"], s.memory.decommits);
   EXPECT_EQ(m["retain_budget_bytes"], s.memory.retain_budget_bytes);
+  EXPECT_EQ(m["chunks_released"], s.memory.chunks_released);
+  EXPECT_EQ(m["oom_retries"], s.memory.oom_retries);
   EXPECT_EQ(j["mode"], std::string(s.mode));
   EXPECT_EQ(j["has_buckets"], s.has_buckets);
   EXPECT_EQ(j["has_shards"], s.has_shards);

@@ -111,9 +111,10 @@ inline std::string to_json(const Stats& s) {
   fmt::format_to(it,
                  R"(]}},"memory":{{"reserved_bytes":{},"committed_bytes":{},"in_use_bytes":{},"retained_bytes":{},)"
                  R"("decommitted_bytes":{},"metadata_bytes":{},"chunks":{},"slabs_reused_across_classes":{},)"
-                 R"("decommits":{},"retain_budget_bytes":{}}}}})",
+                 R"("decommits":{},"retain_budget_bytes":{},"chunks_released":{},"oom_retries":{}}}}})",
                  m.reserved_bytes, m.committed_bytes, m.in_use_bytes, m.retained_bytes, m.decommitted_bytes,
-                 m.metadata_bytes, m.chunks, m.slabs_reused_across_classes, m.decommits, m.retain_budget_bytes);
+                 m.metadata_bytes, m.chunks, m.slabs_reused_across_classes, m.decommits, m.retain_budget_bytes,
+                 m.chunks_released, m.oom_retries);
   return out;
 }
 
@@ -243,10 +244,10 @@ struct fmt::formatter<sydra::alloc::Stats> {
       out = fmt::format_to(out,
                            "memory: reserved_bytes {} committed_bytes {} in_use_bytes {} retained_bytes {} "
                            "(retain_budget_bytes {}) decommitted_bytes {} metadata_bytes {} chunks {} | "
-                           "slabs_reused_across_classes {} decommits {}\n",
+                           "slabs_reused_across_classes {} decommits {} chunks_released {} oom_retries {}\n",
                            m.reserved_bytes, m.committed_bytes, m.in_use_bytes, m.retained_bytes,
                            m.retain_budget_bytes, m.decommitted_bytes, m.metadata_bytes, m.chunks,
-                           m.slabs_reused_across_classes, m.decommits);
+                           m.slabs_reused_across_classes, m.decommits, m.chunks_released, m.oom_retries);
     }
     for (const std::string& line : sa::read_stats(s)) out = fmt::format_to(out, "reading: {}\n", line);
     return out;

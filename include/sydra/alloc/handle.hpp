@@ -13,9 +13,11 @@
 #pragma once
 
 #include <sydra/alloc/concepts.hpp>
+#include <sydra/alloc/detail/fork_guard.hpp>
 #include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/epoch/epoch_guard.hpp>
+#include <sydra/alloc/slab/idle_return.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -52,6 +54,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     typename Regions::Options regions{};
   };
 
+  // A handle with a lock registers with the fork guard (detail/fork_guard.hpp).
+  static constexpr bool has_fork_locks = pooled || requires(Fallback& f) { f.fork_lock(); };
+
   BasicAllocatorHandle() : BasicAllocatorHandle(Options{}) {}
   explicit BasicAllocatorHandle(const Options& options)
       : fallback_(options.fallback),
@@ -59,11 +64,14 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         buckets_(pool_, options.pool),
         shards_(pool_, options.pool, fallback_.backing_allocator(), ShardHooks{&free_thunk, this}),
         leak_report_(options.leak_report),
-        print_leaks_(options.print_leaks) {}
+        print_leaks_(options.print_leaks) {
+    if constexpr (has_fork_locks) detail::fork_register(this, &fork_hooks);
+  }
   BasicAllocatorHandle(const BasicAllocatorHandle&) = delete;  // pools point back at the handle
   BasicAllocatorHandle& operator=(const BasicAllocatorHandle&) = delete;
 
   ~BasicAllocatorHandle() {
+    if constexpr (has_fork_locks) detail::fork_unregister(this);
     if constexpr (Shards::enabled) shards_.shutdown();  // retired blocks freed, thread bindings dropped
     LeakReport r;
     if constexpr (counts_live) r = leaks();
@@ -172,7 +180,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       }
       if (poolable(new_len, align)) return move_block(mem, len, align, new_len);  // into a pool
     }
-    return fallback_.remap(mem, len, align, new_len);
+    void* p = fallback_.remap(mem, len, align, new_len);
+    if (SYDRA_UNLIKELY(p == nullptr) && give_back_after_failure()) p = fallback_.remap(mem, len, align, new_len);
+    return p;
   }
 
   Allocator allocator() noexcept { return Allocator::of(*this); }
@@ -227,13 +237,15 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return fallback_.usable_size(mem);
   }
 
-  // fork() in a threaded process (a malloc's pthread_atfork handlers): every
-  // lock of every layer, taken before the fork in the order the paths nest
-  // them (thread registry, retire bags, CPU caches and buckets, slab pool,
-  // fallback), and released after it in the parent and in the child, so the
-  // child never inherits a lock that a thread it does not have was holding.
+  // fork() in a threaded process, for every handle with a lock: it registers
+  // with detail/fork_guard.hpp when built, whose pthread_atfork handlers take
+  // the process-wide locks (the thread registry's, the idle list's) once and
+  // call these for each handle. Every lock of every layer is taken before the
+  // fork in the order the paths nest them (retire bags, CPU caches and
+  // buckets, slab pool, fallback), and released after it in the parent and
+  // in the child, so the child never inherits a lock that a thread it does
+  // not have was holding.
   void fork_prepare() noexcept {
-    detail::registry_fork_lock();
     if constexpr (requires { shards_.fork_lock(); }) shards_.fork_lock();
     if constexpr (requires { buckets_.fork_lock(); }) buckets_.fork_lock();
     if constexpr (requires { pool_.fork_lock(); }) pool_.fork_lock();
@@ -244,7 +256,12 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if constexpr (requires { pool_.fork_unlock(); }) pool_.fork_unlock();
     if constexpr (requires { buckets_.fork_unlock(); }) buckets_.fork_unlock();
     if constexpr (requires { shards_.fork_unlock(); }) shards_.fork_unlock();
-    detail::registry_fork_unlock();
+  }
+  // In the child, before the locks go: the pool takes back the slabs that a
+  // thread the child does not have was decommitting outside its lock.
+  void fork_child() noexcept {
+    if constexpr (requires { pool_.fork_child(); }) pool_.fork_child();
+    fork_release();
   }
 
   // realloc(): a remap that knows neither the block's length nor its
@@ -368,8 +385,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   // ---- Memory ------------------------------------------------------------------
   // Gives free memory back: the calling thread's shard and every unowned
   // shard, and every CPU's cache, return their free blocks to their slabs;
-  // empty slabs beyond keep_bytes (default: the retain budget) are decommitted.
-  // Returns the bytes decommitted.
+  // empty slabs beyond keep_bytes (default: the retain budget) are decommitted,
+  // and chunks left with no slab in use and none retained are released
+  // (address space too). Returns the bytes decommitted.
   template <class S = Shards>
     requires(pooled)
   std::size_t trim() noexcept {
@@ -380,7 +398,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   std::size_t trim(std::size_t keep_bytes) noexcept {
     if constexpr (Shards::enabled) shards_.drain();
     if constexpr (Buckets::enabled) buckets_.drain();
-    return pool_.trim(keep_bytes);
+    const std::size_t freed = pool_.trim(keep_bytes);
+    detail::idle_poll();  // then other pools' surplus that is due, while we are here
+    return freed;
   }
 
   Fallback& fallback() noexcept { return fallback_; }
@@ -391,6 +411,10 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   static void free_thunk(void* self, void* mem, std::size_t len, std::size_t align) noexcept {
     static_cast<BasicAllocatorHandle*>(self)->free(mem, len, align);
   }
+  static constexpr detail::ForkHooks fork_hooks{
+      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_prepare(); },
+      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_release(); },
+      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_child(); }};
 
   static constexpr bool poolable(std::size_t len, std::size_t align) noexcept {
     return len <= Classes::max_size && align <= max_pooled_alignment &&
@@ -400,8 +424,14 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   // Everything the pooled fast path does not do: binding a shard or refilling
   // its magazine, the bucket layer for a thread without a shard, and the
   // fallback when the pools are out of memory (or no class serves the
-  // alignment).
+  // alignment). If all of it fails, what is empty goes back and it is tried
+  // once more.
   SYDRA_SLOW_PATH void* alloc_slow(std::size_t len, std::size_t align, unsigned cls) noexcept {
+    if (void* p = alloc_slow_once(len, align, cls)) return p;
+    if (!give_back_after_failure()) return nullptr;
+    return alloc_slow_once(len, align, cls);
+  }
+  void* alloc_slow_once(std::size_t len, std::size_t align, unsigned cls) noexcept {
     if (cls < Classes::count) {
       if constexpr (Shards::enabled) {
         if (void* p = shards_.alloc(cls)) return pooled_out(p);
@@ -410,18 +440,41 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         if (void* p = buckets_.alloc(cls)) return pooled_out(p);
       }
     }
-    return alloc_fallback(len, align);
+    return alloc_fallback_once(len, align);
   }
 
   void* alloc_fallback(std::size_t len, std::size_t align) noexcept {
+    if (void* p = alloc_fallback_once(len, align)) return p;
+    if (!valid_request(len, normalize_align(align)) || !give_back_after_failure()) return nullptr;
+    return alloc_fallback_once(len, align);
+  }
+  void* alloc_fallback_once(std::size_t len, std::size_t align) noexcept {
     align = normalize_align(align);
     if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
+    detail::idle_poll();  // a call into a handle: other pools' due decommits run here, off the fast paths
     return fallback_.alloc(len, align);
   }
 
   void free_fallback(void* mem, std::size_t len, std::size_t align) noexcept {
     if (mem == nullptr || len == 0) return;
     fallback_.free(mem, len, normalize_align(align));
+    detail::idle_poll();
+  }
+
+  // An allocation failed: the caches this thread can reach give their blocks
+  // back to their slabs (as trim() does), and every chunk with no slab in use
+  // is released, address space and all, so that the retry, in the pool or
+  // in the fallback, can map it again. False when there is nothing to give
+  // back (no pooled layer): the caller does not retry.
+  SYDRA_SLOW_PATH bool give_back_after_failure() noexcept {
+    if constexpr (pooled) {
+      if constexpr (Shards::enabled) shards_.drain();
+      if constexpr (Buckets::enabled) buckets_.drain();
+      pool_.give_back_for_retry();
+      return true;
+    } else {
+      return false;
+    }
   }
   // Hardened policies: a freed pooled block carries a canary in its first
   // word (the per-process secret mixed with its address), written by the free

@@ -18,8 +18,10 @@
 //     with no constructor order to depend on, and never destroyed (blocks are
 //     freed after every destructor ran); what the building thread allocates
 //     while it builds comes from the BootstrapArena;
-//   - fork() in a threaded process: pthread_atfork handlers take every lock
-//     of the handle before the fork and release them in both processes;
+//   - fork() in a threaded process: the handle registers with the fork guard
+//     (detail/fork_guard.hpp) as every handle does, whose pthread_atfork
+//     handlers take every lock before the fork and release them in both
+//     processes;
 //   - thread exit: the thread registry's exit hook (thread_registry.cpp)
 //     gives back a thread's shard and cached blocks;
 //   - errno = ENOMEM on every failure, EINVAL for a bad alignment where POSIX
@@ -192,7 +194,6 @@ class Process {
       o.print_leaks = false;  // never destroyed: the process's exit is not a leak
       ::new (static_cast<void*>(storage_)) Handle(o);
       state_.store(ready, std::memory_order_release);
-      ::pthread_atfork(&before_fork, &after_fork, &after_fork);
       open_stats_fd();
       return handle();
     }
@@ -228,10 +229,6 @@ class Process {
     if (Throw t = program_function<Throw>("_ZSt17__throw_bad_allocv", nullptr)) t();
     throw std::bad_alloc();
   }
-
-  // Registered once the handle is ready: get() is never nullptr here.
-  static void before_fork() noexcept { handle()->fork_prepare(); }
-  static void after_fork() noexcept { handle()->fork_release(); }
 
   // SYDRA_ALLOC_STATS: stderr is duplicated when the handle is built,
   // because programs close their standard streams in atexit handlers

@@ -82,6 +82,11 @@ std::uint64_t new_thread_token() noexcept;
 // in handle.hpp for the order of all the locks).
 void registry_fork_lock() noexcept;
 void registry_fork_unlock() noexcept;
+// In the child, under the registry lock: every binding of a thread other
+// than the calling one is given back as if that thread had exited (its
+// host's on_thread_exit), so a shard bound to a parent's thread is free in
+// the child. See detail/fork_guard.hpp.
+void registry_fork_child() noexcept;
 
 // A nonzero token unique to the calling thread.
 inline std::uint64_t thread_token() noexcept {

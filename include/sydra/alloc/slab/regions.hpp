@@ -23,7 +23,12 @@ inline namespace SYDRA_ALLOC_ABI {
 //   lock, so it need not be thread-safe; it must not allocate from the handle
 //   it serves.
 // release(p, n): gives back a whole region from reserve(); called when the
-//   handle is destroyed.
+//   handle is destroyed, and for a chunk whose slabs are all empty at trim()
+//   or when an allocation failed.
+// Optional: `static constexpr bool reuses_released_regions = false;` for a
+//   source whose release() does not make the range available again (a
+//   FixedArena): the pool then releases chunks only when it is destroyed,
+//   never early (trim(), out-of-memory retries).
 // decommit(p, n): returns the memory of a slab-aligned part of a region while
 //   keeping it usable (its contents become unspecified); false if it cannot,
 //   in which case the memory simply stays committed.
@@ -52,6 +57,7 @@ class OsRegions {
 // it is the caller's.
 class FixedArena {
  public:
+  static constexpr bool reuses_released_regions = false;  // a bump allocator: released ranges are lost
   struct Options {
     void* base = nullptr;  // need not be aligned: the arena aligns it up to 64 KiB
     std::size_t bytes = 0;

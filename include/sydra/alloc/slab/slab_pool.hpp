@@ -12,14 +12,25 @@
 // count reaches zero), so memory follows the workload: the slabs of a spike
 // of 16-byte rows serve the 128-byte buffers that come after it. Retention
 // policy: empty slabs beyond `retain_bytes` are decommitted once they have
-// been empty for `decommit_delay_ms` (checked whenever a slab is returned or
-// taken, and at collect_garbage()), and at once by trim(). The newest empty
-// slab is reused first (its cache lines are warm); the oldest is decommitted
-// first. Destroying the pool gives every chunk back.
+// been empty for `decommit_delay_ms`, and at once by trim(). Who notices the
+// delay has passed: this pool's own refills and collect_garbage() (tick()),
+// and, through the process-wide idle registry (slab/idle_return.hpp), the
+// slow paths of every other handle, any thread's exit and the opt-in
+// background thread, so that a handle nobody calls again still gives its
+// surplus back. The newest empty slab is reused first (its cache lines are
+// warm); the oldest is decommitted first.
+//
+// A chunk whose slabs are all empty (none owned by any class, so no block of
+// it is live, cached, deferred or retired: each of those counts in `used`)
+// can be released whole, address space and metadata, with its pagemap entries
+// cleared first: trim() releases those holding no retained slab, and an
+// allocation that failed releases every empty one before its retry. Destroying
+// the pool gives every chunk back.
 #pragma once
 
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/pal/os_memory.hpp>
+#include <sydra/alloc/slab/idle_return.hpp>
 #include <sydra/alloc/slab/pagemap.hpp>
 #include <sydra/alloc/slab/regions.hpp>
 #include <sydra/alloc/slab/slab_meta.hpp>
@@ -29,6 +40,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <thread>
 
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
@@ -38,6 +50,10 @@ struct SlabPoolOptions {
   std::size_t max_chunk_bytes = std::size_t{256} << 20;  // reservations double up to this
   std::size_t retain_bytes = std::size_t{4} << 20;     // empty slabs kept committed
   std::uint32_t decommit_delay_ms = 250;               // how long an empty slab beyond the budget waits
+  // > 0: a process-wide background thread wakes at least this often and
+  // decommits what is due, with no call into any handle (0: off; the polls
+  // on other handles' slow paths and at thread exit still run).
+  std::uint32_t background_return_ms = 0;
 };
 
 struct MemoryStats {
@@ -51,22 +67,27 @@ struct MemoryStats {
   std::uint64_t slabs_reused_across_classes = 0;  // cumulative
   std::uint64_t decommits = 0;                    // cumulative: slabs decommitted
   std::uint64_t retain_budget_bytes = 0;          // the option, for reading the others
+  std::uint64_t chunks_released = 0;              // cumulative: whole chunks given back (chunks - this are held)
+  std::uint64_t oom_retries = 0;                  // cumulative: failed allocations retried after giving back
 };
 
 template <RegionSource Regions = OsRegions>
 class SlabPool {
  public:
   SlabPool(const void* handle, const SlabPoolOptions& options, const typename Regions::Options& regions = {}) noexcept
-      : handle_(handle), options_(sanitized(options)), regions_(regions), next_chunk_bytes_(options_.chunk_bytes) {}
+      : handle_(handle), options_(sanitized(options)), regions_(regions), next_chunk_bytes_(options_.chunk_bytes) {
+    idle_.run = &run_idle;
+    idle_.ctx = this;
+    idle_.background_ms = options_.background_return_ms;
+    detail::idle_register(idle_);
+  }
   SlabPool(const SlabPool&) = delete;
   SlabPool& operator=(const SlabPool&) = delete;
   ~SlabPool() {
+    detail::idle_unregister(idle_);  // first: no poller may be inside this pool below
     for (Chunk* c = chunks_; c != nullptr;) {
       Chunk* next = c->next;
-      Pagemap::erase(c->base, c->slabs);
-      track::on_release_region(c->base, c->slabs * slab_bytes);
-      regions_.release(c->base, c->slabs * slab_bytes);
-      pal::release(c, c->meta_bytes);
+      give_back_chunk(c);
       c = next;
     }
   }
@@ -115,15 +136,32 @@ class SlabPool {
     ++retained_;
     retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
     in_use_ -= 1;
+    note_surplus();
   }
 
-  // Decommits retained slabs beyond keep_bytes now, oldest first. Returns the
-  // bytes given back to the OS.
-  std::size_t trim(std::size_t keep_bytes) noexcept { return decommit(keep_bytes, 0, true); }
+  // Decommits retained slabs beyond keep_bytes now, oldest first, then
+  // releases every chunk with no slab in use and none retained (its address
+  // space is of no use to anyone while it is reserved here). Returns the
+  // bytes decommitted.
+  std::size_t trim(std::size_t keep_bytes) noexcept {
+    const std::size_t freed = decommit(keep_bytes, 0, true);
+    release_empty_chunks(/*keep_retained=*/true);
+    return freed;
+  }
+
+  // After an allocation failed: every chunk whose slabs are all empty goes
+  // back, retained ones included, so that the retry (or another heap) finds
+  // the address space. Returns the bytes of address space released.
+  std::size_t give_back_for_retry() noexcept {
+    oom_retries_.fetch_add(1, std::memory_order_relaxed);
+    return release_empty_chunks(/*keep_retained=*/false);
+  }
 
   // Applies the delay policy: decommits what has waited long enough beyond
-  // the budget. Call it holding no lock.
+  // the budget, here and (through the idle registry) in every other pool of
+  // the process. Call it holding no lock.
   SYDRA_FAST_PATH void tick() noexcept {
+    detail::idle_poll();
     if (SYDRA_LIKELY(retained_bytes_.load(std::memory_order_relaxed) <= options_.retain_bytes)) return;
     decommit(options_.retain_bytes, now_ms(), false);
   }
@@ -141,6 +179,8 @@ class SlabPool {
     s.slabs_reused_across_classes = reused_across_;
     s.decommits = decommits_;
     s.retain_budget_bytes = options_.retain_bytes;
+    s.chunks_released = chunks_released_;
+    s.oom_retries = oom_retries_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -150,6 +190,28 @@ class SlabPool {
   // fork(): the pool's lock, the last a pooled path takes.
   void fork_lock() noexcept { mu_.lock(); }
   void fork_unlock() noexcept { mu_.unlock(); }
+  // In a fork's child, with the lock held: a batch that a thread the child
+  // does not have was decommitting outside the lock has no one to finish it.
+  // Its slabs go back on the retained list (decommitted or not, counting
+  // them as committed is safe), so that nothing is lost and chunk releases
+  // no longer wait for it.
+  void fork_child() noexcept {
+    for (SlabMeta* m = in_flight_victims_; m != nullptr;) {
+      SlabMeta* next = m->next;
+      m->committed = true;
+      m->next = nullptr;
+      m->prev = retained_tail_;
+      if (retained_tail_ != nullptr) retained_tail_->next = m;
+      else retained_head_ = m;
+      retained_tail_ = m;
+      ++retained_;
+      m = next;
+    }
+    in_flight_ = 0;
+    in_flight_victims_ = nullptr;
+    retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
+    note_surplus();
+  }
 
  private:
   static constexpr std::uint8_t no_class = 0xff;
@@ -169,11 +231,7 @@ class SlabPool {
     return o;
   }
 
-  static std::uint64_t now_ms() noexcept {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::steady_clock::now().time_since_epoch())
-                                          .count());
-  }
+  static std::uint64_t now_ms() noexcept { return detail::idle_now_ms(); }  // the idle registry's clock
 
   SlabMeta* take_retained() noexcept {
     SlabMeta* m = retained_head_;
@@ -189,6 +247,7 @@ class SlabPool {
     SlabMeta* m = decommitted_head_;
     if (m == nullptr) return nullptr;
     decommitted_head_ = m->next;
+    if (decommitted_head_ != nullptr) decommitted_head_->prev = nullptr;
     --decommitted_;
     return m;  // touching it commits it again (zero-filled)
   }
@@ -256,7 +315,16 @@ class SlabPool {
   SYDRA_SLOW_PATH std::size_t decommit(std::size_t keep, std::uint64_t now, bool now_all) noexcept {
     SlabMeta* victims = nullptr;
     {
-      std::lock_guard g(mu_);
+      std::unique_lock g(mu_);
+      // One batch in flight at a time, kept in in_flight_victims_ so that a
+      // fork's child can take it back (fork_child()). A delayed decommit
+      // leaves the work to the batch in flight; trim() waits for it.
+      while (in_flight_ != 0) {
+        if (!now_all) return 0;  // the batch in flight notes what is left when it ends
+        g.unlock();
+        std::this_thread::yield();
+        g.lock();
+      }
       while (retained_ * slab_bytes > keep && retained_tail_ != nullptr) {
         SlabMeta* m = retained_tail_;
         // `now` was read before the lock: a slab emptied since looks younger, never older.
@@ -269,27 +337,39 @@ class SlabPool {
         victims = m;
       }
       retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
+      if (victims == nullptr) {
+        note_surplus();  // a poll that found nothing due yet keeps the pool pending
+        return 0;
+      }
+      in_flight_ = 1;  // the victims are on no list meanwhile: no chunk release may take them
+      in_flight_victims_ = victims;
     }
-    if (victims == nullptr) return 0;
+    // No lock held: a madvise may take a while. The chain is only read here,
+    // and each victim's outcome goes into its `committed` flag, which nobody
+    // reads while a batch is in flight.
     std::size_t freed = 0;
+    for (SlabMeta* m = victims; m != nullptr; m = m->next) {
+      m->committed = !regions_.decommit(m->base, slab_bytes);  // false: a source that cannot (a FixedArena)
+      if (!m->committed) freed += slab_bytes;
+    }
+    std::lock_guard g(mu_);
     SlabMeta *done = nullptr, *kept = nullptr;
     for (SlabMeta* m = victims; m != nullptr;) {
       SlabMeta* next = m->next;
-      if (regions_.decommit(m->base, slab_bytes)) {  // no lock held: a madvise may take a while
-        m->next = done;
-        done = m;
-        freed += slab_bytes;
-      } else {  // a source that cannot decommit (a FixedArena) keeps its slabs retained
+      if (m->committed) {
         m->next = kept;
         kept = m;
+      } else {
+        m->next = done;
+        done = m;
       }
       m = next;
     }
-    std::lock_guard g(mu_);
     for (SlabMeta* m = done; m != nullptr;) {
       SlabMeta* next = m->next;
-      m->committed = false;
+      m->prev = nullptr;
       m->next = decommitted_head_;
+      if (decommitted_head_ != nullptr) decommitted_head_->prev = m;
       decommitted_head_ = m;
       ++decommitted_;
       ++decommits_;
@@ -305,8 +385,117 @@ class SlabPool {
       ++retained_;
       m = next;
     }
+    if (kept != nullptr) cannot_decommit_ = true;
+    in_flight_ = 0;
+    in_flight_victims_ = nullptr;
     retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
+    note_surplus();  // what is still beyond the budget (younger slabs; a trim that kept more)
     return freed;
+  }
+
+  // Under mu_: tells the idle registry when the oldest surplus slab is due.
+  void note_surplus() noexcept {
+    if (retained_ * slab_bytes <= options_.retain_bytes || retained_tail_ == nullptr || cannot_decommit_) return;
+    detail::idle_note_due(idle_, retained_tail_->emptied_at_ms + options_.decommit_delay_ms);
+  }
+
+  static void run_idle(void* self, std::uint64_t now) noexcept {
+    auto* pool = static_cast<SlabPool*>(self);
+    pool->decommit(pool->options_.retain_bytes, now, false);
+  }
+
+  // Whether a released region can be reserved again: a FixedArena's cannot
+  // (its release is a no-op), so its chunks stay until the pool is destroyed.
+  static constexpr bool releases_regions = [] {
+    if constexpr (requires { Regions::reuses_released_regions; }) return Regions::reuses_released_regions;
+    else return true;
+  }();
+
+  bool slab_is_fresh(const Chunk* c, std::size_t i) const noexcept { return c == fresh_chunk_ && i >= fresh_next_; }
+
+  // Releases every chunk none of whose slabs is owned (and, with
+  // keep_retained, none retained). Its slabs leave the pool's lists; the
+  // pagemap entries are cleared before the memory goes, so a lookup never
+  // returns a record of a released chunk once erase returns.
+  std::size_t release_empty_chunks(bool keep_retained) noexcept {
+    if constexpr (!releases_regions) {
+      (void)keep_retained;
+      return 0;
+    } else {
+      Chunk* dead = nullptr;
+      for (;;) {
+        std::unique_lock g(mu_);
+        if (in_flight_ != 0) {  // a decommit holds slabs on no list: wait it out (it is short)
+          g.unlock();
+          std::this_thread::yield();
+          continue;
+        }
+        for (Chunk** link = &chunks_; *link != nullptr;) {
+          Chunk* c = *link;
+          if (!releasable(c, keep_retained)) {
+            link = &c->next;
+            continue;
+          }
+          *link = c->next;
+          for (std::size_t i = 0; i < c->slabs; ++i) {
+            SlabMeta* m = &c->metas[i];
+            if (slab_is_fresh(c, i)) continue;  // on no list
+            if (m->committed) unlink_retained(m);
+            else unlink_decommitted(m);
+          }
+          if (c == fresh_chunk_) fresh_chunk_ = nullptr;
+          reserved_slabs_ -= c->slabs;
+          metadata_bytes_ -= c->meta_bytes;
+          ++chunks_released_;
+          c->next = dead;
+          dead = c;
+        }
+        retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
+        // Still under the lock: a RegionSource need not be thread-safe
+        // (regions.hpp), and reserve() runs under this lock. Rare: trim()
+        // and out-of-memory retries only.
+        std::size_t bytes = 0;
+        for (Chunk* c = dead; c != nullptr;) {
+          Chunk* next = c->next;
+          bytes += c->slabs * slab_bytes;
+          give_back_chunk(c);
+          c = next;
+        }
+        return bytes;
+      }
+    }
+  }
+
+  bool releasable(const Chunk* c, bool keep_retained) const noexcept {
+    for (std::size_t i = 0; i < c->slabs; ++i) {
+      const SlabMeta& m = c->metas[i];
+      if (m.kind != SlabKind::empty) return false;
+      if (keep_retained && m.committed && !slab_is_fresh(c, i)) return false;
+    }
+    return true;
+  }
+
+  void unlink_retained(SlabMeta* m) noexcept {
+    if (m->prev != nullptr) m->prev->next = m->next;
+    else retained_head_ = m->next;
+    if (m->next != nullptr) m->next->prev = m->prev;
+    else retained_tail_ = m->prev;
+    --retained_;
+  }
+  void unlink_decommitted(SlabMeta* m) noexcept {
+    if (m->prev != nullptr) m->prev->next = m->next;
+    else decommitted_head_ = m->next;
+    if (m->next != nullptr) m->next->prev = m->prev;
+    --decommitted_;
+  }
+
+  // The pagemap first, so that no lookup finds the chunk's records once they
+  // are gone; then the slabs' address space; then the records.
+  void give_back_chunk(Chunk* c) noexcept {
+    Pagemap::erase(c->base, c->slabs);
+    track::on_release_region(c->base, c->slabs * slab_bytes);
+    regions_.release(c->base, c->slabs * slab_bytes);
+    pal::release(c, c->meta_bytes);
   }
 
   const void* handle_;
@@ -323,6 +512,12 @@ class SlabPool {
   std::uint64_t retained_ = 0, decommitted_ = 0, in_use_ = 0, reserved_slabs_ = 0, chunks_count_ = 0;
   std::uint64_t metadata_bytes_ = 0, reused_across_ = 0, decommits_ = 0;
   std::atomic<std::size_t> retained_bytes_{0};  // mirrors retained_ for tick()'s lock-free check
+  std::uint64_t chunks_released_ = 0;
+  std::uint32_t in_flight_ = 0;   // a decommit between its two locked steps (at most one)
+  SlabMeta* in_flight_victims_ = nullptr;  // its batch, linked through next
+  bool cannot_decommit_ = false;  // the source refused once (a FixedArena): stop noting surplus
+  std::atomic<std::uint64_t> oom_retries_{0};
+  detail::IdleClient idle_;
 };
 
 }  // namespace SYDRA_ALLOC_ABI
