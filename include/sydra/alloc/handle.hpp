@@ -217,7 +217,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       if (!poolable(len, align)) {
         align = normalize_align(align);
         if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
-        return fallback_.alloc_zeroed(len, align);
+        void* p = fallback_.alloc_zeroed(len, align);
+        if (SYDRA_UNLIKELY(p == nullptr) && give_back_after_failure()) p = fallback_.alloc_zeroed(len, align);
+        return p;
       }
     }
     void* p = alloc(len, align);
@@ -406,6 +408,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   Fallback& fallback() noexcept { return fallback_; }
   Shards& shards() noexcept { return shards_; }
   Buckets& buckets() noexcept { return buckets_; }
+  Pool& pool() noexcept { return pool_; }
 
  private:
   static void free_thunk(void* self, void* mem, std::size_t len, std::size_t align) noexcept {

@@ -187,6 +187,33 @@ class SlabPool {
   const void* handle() const noexcept { return handle_; }
   const SlabPoolOptions& options() const noexcept { return options_; }
 
+  // Every slab of every chunk, counted where it is: on the retained or the
+  // decommitted list, fresh (not yet carved from the newest chunk), in a
+  // decommit's batch between its two locked steps, or in use (the rest).
+  // exact: each list is as long as its counter says and the states add up
+  // to what the chunks hold, so no slab is lost or counted twice. Walks the
+  // lists under the lock: for tests (a fork's child above all).
+  struct Audit {
+    std::uint64_t reserved = 0, in_use = 0, retained = 0, decommitted = 0, fresh = 0, in_flight = 0;
+    bool exact = false;
+  };
+  Audit audit() const noexcept {
+    std::lock_guard g(mu_);
+    Audit a;
+    for (const Chunk* c = chunks_; c != nullptr; c = c->next) a.reserved += c->slabs;
+    std::uint64_t listed_retained = 0, listed_decommitted = 0;
+    for (const SlabMeta* m = retained_head_; m != nullptr; m = m->next) ++listed_retained;
+    for (const SlabMeta* m = decommitted_head_; m != nullptr; m = m->next) ++listed_decommitted;
+    for (const SlabMeta* m = in_flight_victims_; m != nullptr; m = m->next) ++a.in_flight;
+    a.fresh = fresh_chunk_ != nullptr ? fresh_chunk_->slabs - fresh_next_ : 0;
+    a.in_use = in_use_;
+    a.retained = retained_;
+    a.decommitted = decommitted_;
+    a.exact = listed_retained == retained_ && listed_decommitted == decommitted_ && a.reserved == reserved_slabs_ &&
+              in_use_ + retained_ + decommitted_ + a.fresh + a.in_flight == a.reserved;
+    return a;
+  }
+
   // fork(): the pool's lock, the last a pooled path takes.
   void fork_lock() noexcept { mu_.lock(); }
   void fork_unlock() noexcept { mu_.unlock(); }
