@@ -51,6 +51,7 @@ void child() noexcept {
   idle_fork_child();
   for (unsigned i = 0; i < t.count; ++i) t.clients[i].hooks->child(t.clients[i].ctx);
   registry_fork_child();  // with the registry lock still held, as at a thread's exit
+  for (unsigned i = 0; i < t.count; ++i) t.clients[i].hooks->settle(t.clients[i].ctx);
   registry_fork_unlock();
   t.mu.unlock();
 }

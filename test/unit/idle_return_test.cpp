@@ -140,6 +140,12 @@ void expect_returned(Pool& a, const Burst& b, long ms, const char* how) {
               static_cast<std::size_t>(m.metadata_bytes >> 10));
   ASSERT_GE(b.peak_committed, burst_threads * bytes_per_thread) << "the burst really committed its memory";
   EXPECT_GE(ms, 0) << how << ": the idle handle's surplus never went back";
+  // Issue 18's target: back within 1 s of idle (the bound is decommit_delay_ms,
+  // 250 ms, plus the next poll). Valgrind runs the burst's teardown and the
+  // polls tens of times slower than the clock the delay is measured on.
+  if (!under_valgrind()) {
+    EXPECT_LE(ms, 1000) << how << ": back, but later than 1 s after the burst";
+  }
   EXPECT_EQ(m.in_use_bytes, 0u) << "every block was freed and every cache flushed";
   EXPECT_LE(m.committed_bytes, m.retain_budget_bytes);
   EXPECT_LE(resident, budget);

@@ -265,6 +265,11 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if constexpr (requires { pool_.fork_child(); }) pool_.fork_child();
     fork_release();
   }
+  // In the child, after the threads it does not have were given their exit:
+  // what they held outside any binding (see ShardLayer::fork_settle).
+  void fork_settle() noexcept {
+    if constexpr (requires { shards_.fork_settle(); }) shards_.fork_settle();
+  }
 
   // realloc(): a remap that knows neither the block's length nor its
   // alignment (malloc's). Pooled blocks: the slab's class; fallback blocks:
@@ -417,7 +422,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   static constexpr detail::ForkHooks fork_hooks{
       [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_prepare(); },
       [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_release(); },
-      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_child(); }};
+      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_child(); },
+      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_settle(); }};
 
   static constexpr bool poolable(std::size_t len, std::size_t align) noexcept {
     return len <= Classes::max_size && align <= max_pooled_alignment &&

@@ -13,7 +13,9 @@
 //   child    releases each handle's locks and repairs what a thread that is
 //            gone left half done (fork_child() in handle.hpp), then gives
 //            back every binding of the threads the child does not have, as if
-//            they had exited, and releases the registry's lock.
+//            they had exited, then lets each handle release what such a
+//            thread held outside any binding (fork_settle()), and releases
+//            the registry's lock.
 // Nothing here allocates: the table is static.
 #pragma once
 
@@ -27,6 +29,7 @@ struct ForkHooks {
   void (*prepare)(void* ctx) noexcept;
   void (*parent)(void* ctx) noexcept;
   void (*child)(void* ctx) noexcept;
+  void (*settle)(void* ctx) noexcept;  // the child, after the departed threads' exits
 };
 
 // False when the table (4,096 handles) is full: that handle is then not

@@ -154,6 +154,28 @@ class ShardLayer final : public detail::ThreadHost {
   void fork_unlock() noexcept {
     if constexpr (Features.epochs) bags_.fork_unlock();
   }
+  // In a fork's child, once the departed threads' bindings are given back
+  // (detail/fork_guard.hpp): a shard still owned by a thread other than this
+  // one was held outside any binding at the fork (trim()'s drain empties
+  // unowned shards under a borrowed ownership; a thread taking a shard owns
+  // it before its binding says so). No one would ever release it: emptied
+  // and released here, and the count of free shards recomputed, since the
+  // fork may also have fallen between a take and its count.
+  void fork_settle() noexcept {
+    if (!running()) return;
+    const std::uint64_t me = detail::thread_token();
+    std::size_t free_shards = 0;
+    for (std::size_t i = 0; i < count_; ++i) {
+      Shard& s = shards_[i];
+      const std::uint64_t owner = s.owner_thread.load(std::memory_order_acquire);
+      if (owner != 0 && owner != me) {
+        empty_shard(s);
+        s.owner_thread.store(0, std::memory_order_release);
+      }
+      if (s.owner_thread.load(std::memory_order_relaxed) == 0) ++free_shards;
+    }
+    available_.store(free_shards, std::memory_order_relaxed);
+  }
 
   // ---- The fast path -----------------------------------------------------------
   // The handle reads this thread's entry once (entry(), bound()), then pops
