@@ -946,8 +946,13 @@ class Model {
                u64{m.reserved_bytes}, u64{m.committed_bytes}, u64{m.in_use_bytes}, u64{m.retained_bytes},
                u64{m.decommitted_bytes});
     FUZZ_CHECK(m.retain_budget_bytes == kRetain, "retain budget %llu", u64{m.retain_budget_bytes});
-    FUZZ_CHECK((m.reserved_bytes == 0) == (m.chunks == 0) && m.reserved_bytes % kSlab == 0,
-               "memory: %llu chunks, %llu bytes reserved", u64{m.chunks}, u64{m.reserved_bytes});
+    // chunks only grows; the chunks held are those not released since (an
+    // out-of-memory retry or trim() gives empty ones back whole).
+    FUZZ_CHECK(m.chunks_released <= m.chunks, "memory: %llu chunks released of %llu", u64{m.chunks_released},
+               u64{m.chunks});
+    FUZZ_CHECK((m.reserved_bytes == 0) == (m.chunks == m.chunks_released) && m.reserved_bytes % kSlab == 0,
+               "memory: %llu chunks, %llu released, %llu bytes reserved", u64{m.chunks}, u64{m.chunks_released},
+               u64{m.reserved_bytes});
   }
 
   Handle& h_;
