@@ -13,6 +13,7 @@
 // goes straight to the bucket, under the bucket's lock.
 #pragma once
 
+#include <sydra/alloc/detail/count_and_pops.hpp>
 #include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/mixin/lock_timing.hpp>
 #include <sydra/alloc/pal/os_memory.hpp>
@@ -100,19 +101,19 @@ class CpuCaches {
     Locked& operator=(const Locked&) = delete;
     // The same accounting as the rseq sequences.
     void* pop(bool counted) noexcept {
-      const std::uint64_t w = s_->word.load(std::memory_order_relaxed);
-      const auto n = static_cast<std::uint32_t>(w & pal::CpuStack::count_mask);
+      const detail::CountAndPops w = s_->word.load(std::memory_order_relaxed);
+      const std::uint32_t n = w.count();
       if (n == 0) return nullptr;
       void* p = s_->slots()[n - 1];
-      s_->word.store(counted ? w + 0xffff : w - 1, std::memory_order_release);
+      s_->word.store(counted ? w.after_pop() : w.after_take(), std::memory_order_release);
       return p;
     }
     bool push(void* p, bool counted) noexcept {
-      const std::uint64_t w = s_->word.load(std::memory_order_relaxed);
-      const auto n = static_cast<std::uint32_t>(w & pal::CpuStack::count_mask);
+      const detail::CountAndPops w = s_->word.load(std::memory_order_relaxed);
+      const std::uint32_t n = w.count();
       if (n >= s_->capacity) return false;
       s_->slots()[n] = p;
-      s_->word.store(w + 1, std::memory_order_release);
+      s_->word.store(w.after_push(), std::memory_order_release);
       if (counted) s_->frees.store(s_->frees.load(std::memory_order_relaxed) + 1, std::memory_order_release);
       return true;
     }

@@ -11,13 +11,15 @@
 // CPUs instead of the number of threads.
 //
 // Layout of one CPU's stack (CpuStack), at base + cpu * stride:
-//   +0   word    low 16 bits: blocks held; high 48 bits: counted pops (allocations)
+//   +0   word    a detail::CountAndPops: blocks held, counted pops (allocations)
 //   +8   frees   counted pushes (frees)
 //   +16  capacity
 //   +24  slots[capacity]
 // A counted push adds 1 to both words in one 16-byte store; a counted pop
-// adds 0xffff to `word` (count - 1, pops + 1). Refills and flushes move blocks
-// without counting them as allocations or frees.
+// adds CountAndPops::pop_delta to `word` (count - 1, pops + 1). Refills and
+// flushes move blocks without counting them as allocations or frees. The
+// sequences below encode this layout (they read the count as the word's low
+// 16 bits, with movzwl): the static_asserts after CpuStack hold it to that.
 //
 // Where rseq is not compiled in (not x86-64 Linux with glibc 2.35, or a TSan
 // build: TSan cannot see the kernel's restarts) or not registered at run time
@@ -25,6 +27,7 @@
 // `no_cpu`, and the caller takes its documented locked path instead.
 #pragma once
 
+#include <sydra/alloc/detail/count_and_pops.hpp>
 #include <sydra/alloc/platform.hpp>
 
 #include <atomic>
@@ -44,22 +47,23 @@ inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 struct CpuStack {
-  std::atomic<std::uint64_t> word;
+  detail::CountAndPopsWord word;
   std::atomic<std::uint64_t> frees;
   std::uint32_t capacity;
   std::uint32_t reserved;
   // slots follow
 
-  static constexpr std::uint64_t count_mask = 0xffff;
-  static constexpr unsigned pops_shift = 16;
-  static constexpr std::size_t max_capacity = count_mask;
+  static constexpr std::size_t max_capacity = detail::CountAndPops::max_count;
   static constexpr std::size_t bytes_for(std::size_t capacity) noexcept { return 24 + 8 * capacity; }
 
   void** slots() noexcept { return reinterpret_cast<void**>(reinterpret_cast<char*>(this) + 24); }
-  std::uint32_t count() const noexcept { return static_cast<std::uint32_t>(word.load(std::memory_order_relaxed) & count_mask); }
-  std::uint64_t pops() const noexcept { return word.load(std::memory_order_acquire) >> pops_shift; }
+  std::uint32_t count() const noexcept { return word.load(std::memory_order_relaxed).count(); }
+  std::uint64_t pops() const noexcept { return word.load(std::memory_order_acquire).pops(); }
 };
 static_assert(sizeof(CpuStack) == 24, "the rseq sequences hard-code this layout");
+static_assert(offsetof(CpuStack, word) == 0 && offsetof(CpuStack, frees) == 8 && offsetof(CpuStack, capacity) == 16,
+              "the rseq sequences hard-code this layout");
+static_assert(detail::CountAndPops::count_bits == 16, "the rseq sequences read the count with movzwl");
 
 // Results of a pop: a block pointer, or one of these (never a valid block).
 inline constexpr std::uintptr_t pop_empty = 0;
@@ -149,7 +153,7 @@ SYDRA_FAST_PATH std::uintptr_t cpu_pop(char* base, std::size_t stride, std::uint
                "7:\n\t"
                : [res] "=&r"(result)
                : [rs] "r"(rseq_area()), [base] "r"(base), [stride] "r"(stride), [ncpu] "r"(ncpu),
-                 [delta] "i"(Counted ? 0xffff : -1)
+                 [delta] "i"(Counted ? static_cast<std::int64_t>(detail::CountAndPops::pop_delta) : std::int64_t{-1})
                : "rax", "rcx", "rdx", "memory", "cc");
   return result;
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <sydra/alloc/cache/cpu_caches.hpp>
+#include <sydra/alloc/detail/count_and_pops.hpp>
 #include <sydra/alloc/mixin/lock_timing.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
 #include <sydra/alloc/policy/audited.hpp>
@@ -204,9 +205,9 @@ class BucketLayer {
     caches_.for_each_stack(c, [&t](const pal::CpuStack& s) { t.frees += s.frees.load(std::memory_order_acquire); });
     t.allocs = b.direct_allocs.get();
     caches_.for_each_stack(c, [&t](const pal::CpuStack& s) {
-      const std::uint64_t w = s.word.load(std::memory_order_acquire);
-      t.allocs += w >> pal::CpuStack::pops_shift;
-      t.cached += w & pal::CpuStack::count_mask;
+      const detail::CountAndPops w = s.word.load(std::memory_order_acquire);
+      t.allocs += w.pops();
+      t.cached += w.count();
     });
     if (t.allocs < t.frees) t.allocs = t.frees;  // unreachable by the argument above; never report a wrap
     return t;
@@ -327,11 +328,11 @@ class BucketLayer {
   }
 
   void drain_stack(pal::CpuStack& s, unsigned cls) noexcept {  // locked mode, under the cache's lock
-    std::uint64_t w = s.word.load(std::memory_order_relaxed);
-    auto n = static_cast<std::uint32_t>(w & pal::CpuStack::count_mask);
+    const detail::CountAndPops w = s.word.load(std::memory_order_relaxed);
+    const std::uint32_t n = w.count();
     if (n == 0) return;
     give_back(cls, s.slots(), n, /*to_slabs=*/true);
-    s.word.store(w - n, std::memory_order_release);
+    s.word.store(w.after_take(n), std::memory_order_release);
   }
 
   Pool& pool_;
