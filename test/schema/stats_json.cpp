@@ -94,17 +94,17 @@ void small_pool_with_shards() {
 
   // The main thread owns a shard: every class, a few blocks each.
   std::vector<Block> pooled;
-  for (std::size_t len : {8u, 16u, 24u, 32u, 48u, 64u, 96u, 128u, 192u, 256u})
+  for (std::size_t len : {8u, 16u, 24u, 32u, 48u, 64u, 96u, 128u, 192u, 256u, 1000u, 4096u, 40000u, 65536u})
     for (int i = 0; i < 40; ++i) pooled.push_back(take(h, len));
-  // The fallback: too big, over-aligned, resized in place, remapped.
+  // The fallback: too big (above 64 KiB), over-aligned, resized in place, remapped.
   std::vector<Block> large;
-  for (std::size_t len : {300u, 700u, 1000u, 3000u, 5000u, 9000u, 20000u}) large.push_back(take(h, len));
+  for (std::size_t len : {70000u, 80000u, 100000u, 150000u, 200000u, 300000u, 500000u}) large.push_back(take(h, len));
   large.push_back(take(h, 100, 64));  // small but over-aligned: not pooled
-  expect(h.resize(large[2].p, 1000, 8, 990), "a fallback block shrinks in place");
-  large[2].len = 990;
-  void* moved = h.remap(large[4].p, 5000, 8, 12000);
+  expect(h.resize(large[2].p, 100000, 8, 99000), "a fallback block shrinks in place");
+  large[2].len = 99000;
+  void* moved = h.remap(large[4].p, 200000, 8, 400000);
   expect(moved != nullptr, "a fallback block remaps");
-  large[4] = {moved, 12000, 8};
+  large[4] = {moved, 400000, 8};
 
   auto pin = h.enter_epoch();
   expect(pin.has_value(), "the main thread pins");
@@ -221,7 +221,7 @@ void small_pool_without_shards() {
   Pool h(Pool::Options{.pool = {.shards = 0}});
   std::vector<Block> live;
   for (int i = 0; i < 50; ++i) live.push_back(take(h, 24));
-  live.push_back(take(h, 2000));
+  live.push_back(take(h, 70000));
   std::thread([&] {
     for (int i = 0; i < 25; ++i) give(h, live[static_cast<std::size_t>(i)]);
   }).join();

@@ -61,18 +61,23 @@ struct Block {
 unsigned char fill_of(const void* p, std::size_t i) {
   return static_cast<unsigned char>((reinterpret_cast<std::uintptr_t>(p) >> 4) * 31 + i * 7);
 }
+// A byte in every 13 (every 509 in a block above 4 KiB: the big ones would
+// otherwise take most of the test's time), and always the last one.
+std::uint32_t stride_of(const Block& b) { return b.len > 4096 ? 509 : 13; }
 void fill(const Block& b) {
-  for (std::uint32_t i = 0; i < b.len; i += 13) b.p[i] = fill_of(b.p, i);
+  for (std::uint32_t i = 0; i < b.len; i += stride_of(b)) b.p[i] = fill_of(b.p, i);
+  b.p[b.len - 1] = fill_of(b.p, b.len - 1);
 }
 bool intact(const Block& b) {
-  for (std::uint32_t i = 0; i < b.len; i += 13)
+  for (std::uint32_t i = 0; i < b.len; i += stride_of(b))
     if (b.p[i] != fill_of(b.p, i)) return false;
-  return true;
+  return b.p[b.len - 1] == fill_of(b.p, b.len - 1);
 }
 std::uint32_t size_of(std::mt19937& rng, bool fallback_too = true) {
-  const unsigned r = rng() % (fallback_too ? 100 : 70);
-  if (r < 70) return 16 + rng() % 241;    // the shards' classes
-  if (r < 95) return 257 + rng() % 4000;  // above the table: the fallback
+  const unsigned r = rng() % (fallback_too ? 100 : 90);
+  if (r < 70) return 16 + rng() % 241;     // small classes
+  if (r < 90) return 257 + rng() % 16128;  // larger classes, up to 16 KiB
+  if (r < 95) return 65537 + rng() % 4000;  // above the table: the fallback
   return 8 + rng() % 64;
 }
 
@@ -119,11 +124,12 @@ int child_body(Pool& h, unsigned s) {
   if (!a.exact || a.in_flight != 0) {
     std::fprintf(stderr,
                  "child: pool totals: reserved %llu slabs = in use %llu + retained %llu + decommitted %llu + fresh "
-                 "%llu + in flight %llu? lists agree: %d\n",
+                 "%llu + in flight %llu? lists agree: %d (listed retained %llu, decommitted %llu; reserved counter %llu)\n",
                  static_cast<unsigned long long>(a.reserved), static_cast<unsigned long long>(a.in_use),
                  static_cast<unsigned long long>(a.retained), static_cast<unsigned long long>(a.decommitted),
                  static_cast<unsigned long long>(a.fresh), static_cast<unsigned long long>(a.in_flight),
-                 a.exact ? 1 : 0);
+                 a.exact ? 1 : 0, static_cast<unsigned long long>(a.listed_retained),
+                 static_cast<unsigned long long>(a.listed_decommitted), static_cast<unsigned long long>(a.counted_reserved));
     return 14;
   }
   h.trim(0);

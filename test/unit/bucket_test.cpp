@@ -20,7 +20,7 @@ namespace sa = sydra::alloc;
 
 namespace {
 
-using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+using Pool = sa::BasicAllocatorHandle<sa::SeedSmallPoolPolicy>;  // the seed's 16-256 B table
 using Classes = Pool::Classes;
 Pool::Options buckets_only() { return Pool::Options{.pool = {.shards = 0}}; }
 

@@ -105,17 +105,17 @@ TEST(Epochs, APinnedReaderHoldsBackDeferredFreesUntilItLeaves) {
 TEST(Epochs, RetireDefersEvenALocalFreeAndLeavesTheBlockUntouched) {
   Pool h(with_shards(1));
   auto* shard_block = static_cast<unsigned char*>(h.alloc(32, 8));
-  auto* fallback_block = static_cast<unsigned char*>(h.alloc(1000, 8));
+  auto* fallback_block = static_cast<unsigned char*>(h.alloc(100000, 8));
   std::memset(shard_block, 0xAB, 32);
-  std::memset(fallback_block, 0xCD, 1000);
+  std::memset(fallback_block, 0xCD, 100000);
   const auto e = h.enter_epoch();
   EXPECT_TRUE(h.retire(shard_block, 32, 8));
-  EXPECT_TRUE(h.retire(fallback_block, 1000, 8));
+  EXPECT_TRUE(h.retire(fallback_block, 100000, 8));
   EXPECT_EQ(h.collect_garbage(), 0u);  // we are pinned ourselves
   // Pinned readers may still read every byte, the first ones included.
   for (int i = 0; i < 32; ++i) ASSERT_EQ(shard_block[i], 0xAB) << i;
-  for (int i = 0; i < 1000; ++i) ASSERT_EQ(fallback_block[i], 0xCD) << i;
-  EXPECT_EQ(h.leaks(), (sa::LeakReport{2, 32 + 1000}));  // still the caller's until reclaimed
+  for (int i = 0; i < 100000; ++i) ASSERT_EQ(fallback_block[i], 0xCD) << i;
+  EXPECT_EQ(h.leaks(), (sa::LeakReport{2, 32 + 100000}));  // still the caller's until reclaimed
   void* fresh = h.alloc(32, 8);
   EXPECT_NE(fresh, shard_block);  // not handed out while retired
   h.free(fresh, 32, 8);

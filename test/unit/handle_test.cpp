@@ -141,19 +141,20 @@ TEST(LeakReport, DestroyingAHandleWithLiveBlocksReportsCountAndBytes) {
   void* leaked[3];
   {
     sa::AllocatorHandle h(sa::AllocatorHandle::Options{.leak_report = &report});
-    leaked[0] = h.alloc(1000, 8);
-    leaked[1] = h.alloc(5000, 64);
-    leaked[2] = h.alloc(300, 16);
+    // Above every mode's largest class: the fallback's blocks, freed below.
+    leaked[0] = h.alloc(100000, 8);
+    leaked[1] = h.alloc(70000, 64);
+    leaked[2] = h.alloc(80000, 16);
     void* freed = h.alloc(77, 8);
     h.free(freed, 77, 8);
-    EXPECT_LIVE(h, 3, 6300);
+    EXPECT_LIVE(h, 3, 250000);
     // The pooled modes keep their slabs, so the leaked fallback blocks stay
     // valid memory only in the fallback heap; they are reported, not freed.
   }
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(report.blocks, 3u);
-  EXPECT_EQ(report.bytes, 1000u + 5000u + 300u);
-  EXPECT_NE(err.find("leak: 3 blocks, 6300 bytes"), std::string::npos) << err;
+  EXPECT_EQ(report.bytes, 100000u + 70000u + 80000u);
+  EXPECT_NE(err.find("leak: 3 blocks, 250000 bytes"), std::string::npos) << err;
   // The leaked blocks still belong to the C heap (or mimalloc); release them so
   // that LeakSanitizer and Valgrind see a clean test.
   for (void* p : leaked) {
@@ -179,18 +180,19 @@ TEST(LeakReport, CleanHandleReportsNothing) {
 
 TEST(LeakReport, CountsFollowResizeAndRemap) {
   sa::AllocatorHandle h;
-  void* p = h.alloc(1000, 8);
+  // Above every mode's largest class: the fallback counts the bytes asked for.
+  void* p = h.alloc(100000, 8);
   ASSERT_NE(p, nullptr);
-  EXPECT_LIVE(h, 1, 1000);
-  if (h.resize(p, 1000, 8, 900)) {
-    EXPECT_LIVE(h, 1, 900);
-    p = h.remap(p, 900, 8, 20000);
+  EXPECT_LIVE(h, 1, 100000);
+  if (h.resize(p, 100000, 8, 90000)) {
+    EXPECT_LIVE(h, 1, 90000);
+    p = h.remap(p, 90000, 8, 200000);
   } else {
-    p = h.remap(p, 1000, 8, 20000);
+    p = h.remap(p, 100000, 8, 200000);
   }
   ASSERT_NE(p, nullptr);
-  EXPECT_LIVE(h, 1, 20000);
-  h.free(p, 20000, 8);
+  EXPECT_LIVE(h, 1, 200000);
+  h.free(p, 200000, 8);
   EXPECT_LIVE(h);
 }
 

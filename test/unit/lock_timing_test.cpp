@@ -126,7 +126,7 @@ TEST(TimedLock, ContentionShowsUpInBucketStatsUnderTwoThreads) {
 }
 
 TEST(TimedLock, BucketSnapshotShowsContentionFromTwoThreads) {
-  using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+  using Pool = sa::BasicAllocatorHandle<sa::SeedSmallPoolPolicy>;
   Pool h(Pool::Options{.pool = {.shards = 0, .lock_timing = {.threshold_ns = 0, .hold_sample_period = 1}}});
   // With a zero threshold, any acquisition that had to wait counts. Two
   // threads hammer one bucket until a wait is seen (bounded at 10 s). Each

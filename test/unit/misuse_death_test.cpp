@@ -21,7 +21,7 @@ class Misuse : public ::testing::Test {
 };
 
 constexpr std::size_t pooled = 32;    // a bucket/shard block in small_pool
-constexpr std::size_t large = 1000;   // a fallback block in every mode
+constexpr std::size_t large = 100000; // a fallback block in every mode (above 64 KiB)
 
 TEST_F(Misuse, DoubleFree) {
   for (std::size_t len : {pooled, large}) {

@@ -55,9 +55,9 @@ TEST(ReleaseFree, AWrongLengthFreesTheBlockOfItsSlabsClass) {
 
 TEST(ReleaseFree, APointerInNoSlabGoesToTheFallbackWhateverTheLength) {
   Pool h(Pool::Options{.print_leaks = false});
-  void* big = h.alloc(5000, 8);  // a fallback block
+  void* big = h.alloc(100000, 8);  // a fallback block (above 64 KiB)
   ASSERT_NE(big, nullptr);
-  std::memset(big, 0x22, 5000);
+  std::memset(big, 0x22, 100000);
   h.free(big, 64, 8);  // a pooled length: still the fallback's free, no crash
   void* over = h.alloc(64, 4096);  // over-aligned: the fallback's too
   ASSERT_NE(over, nullptr);
@@ -70,9 +70,9 @@ TEST(ReleaseFree, APointerInNoSlabGoesToTheFallbackWhateverTheLength) {
 
 TEST(ReleaseFree, CountsThatAWrongLengthThrowsOffAreFlooredAndReported) {
   Pool h(Pool::Options{.print_leaks = false});
-  void* p = h.alloc(300, 8);  // fallback (above 256 B)
+  void* p = h.alloc(70000, 8);  // fallback (above 64 KiB)
   ASSERT_NE(p, nullptr);
-  h.free(p, 5000, 8);  // counted as 5000 bytes out against 300 in
+  h.free(p, 500000, 8);  // counted as 500000 bytes out against 70000 in
   const sa::LeakReport r = h.leaks();
   EXPECT_TRUE(r.underflow);
   EXPECT_EQ(r.blocks, 0u);

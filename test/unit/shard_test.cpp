@@ -17,7 +17,7 @@ namespace sa = sydra::alloc;
 
 namespace {
 
-using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+using Pool = sa::BasicAllocatorHandle<sa::SeedSmallPoolPolicy>;  // the seed's table: class indices below are its
 Pool::Options with_shards(std::size_t n) { return Pool::Options{.pool = {.shards = n}}; }
 
 const void* shard_of(const void* p) {

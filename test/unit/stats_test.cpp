@@ -17,7 +17,7 @@ using json = nlohmann::json;
 
 namespace {
 
-using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
+using Pool = sa::BasicAllocatorHandle<sa::SeedSmallPoolPolicy>;  // the seed's table: class indices below are its
 
 // Stops and joins worker threads however the test leaves its scope, so that
 // a failed ASSERT reports its message instead of terminating the process.

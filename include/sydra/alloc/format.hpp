@@ -95,8 +95,9 @@ inline std::string to_json(const Stats& s) {
                       h.retired_pending);
   for (std::size_t i = 0; i < h.shards.size(); ++i) {
     const ShardStats& sh = h.shards[i];
-    it = fmt::format_to(it, R"({}{{"index":{},"owned":{},"alloc_hits":{},"backlog":{},"reserved_bytes":{},"classes":[)",
-                        i == 0 ? "" : ",", sh.index, sh.owned, sh.alloc_hits, sh.backlog, sh.reserved_bytes);
+    it = fmt::format_to(it,
+                        R"({}{{"index":{},"owned":{},"abandoned":{},"alloc_hits":{},"backlog":{},"reserved_bytes":{},"classes":[)",
+                        i == 0 ? "" : ",", sh.index, sh.owned, sh.abandoned, sh.alloc_hits, sh.backlog, sh.reserved_bytes);
     for (std::size_t c = 0; c < sh.classes.size(); ++c) {
       const ShardClassStats& k = sh.classes[c];
       it = fmt::format_to(it,

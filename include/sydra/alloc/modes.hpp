@@ -6,6 +6,9 @@
 //   mimalloc    NoShards         NoBuckets                  MimallocHeap (Audited in checked builds)
 //   small_pool  ThreadShards<>   MutexBuckets<TimedLock<>>  Tracked<Checked<SystemHeap>>
 //
+// small_pool pools 16 B to 64 KiB (wide_spec, 47 classes); the seed pooled
+// 16-256 B in 9 (seed_spec, still the table of a policy that names none).
+//
 // The policies are fixed; the Meson options (allocator_shards, stats,
 // lock_timing) only shape ConfiguredPolicy, the policy AllocatorHandle names.
 // The configured mode lives in an inline namespace (v1::mode_<name>, or
@@ -43,17 +46,20 @@ struct MimallocPolicy {
 };
 
 // small_pool with its opt-ins spelled out: shard count, stats in every layer,
-// and whether the bucket locks are timed.
-template <std::size_t ShardCount, bool Stats, bool LockTiming>
+// whether the bucket locks are timed, and the size-class table.
+template <std::size_t ShardCount, bool Stats, bool LockTiming, SizeClassSpec Table = wide_spec>
 struct SmallPoolPolicyWith {
   static constexpr const char* name = "small_pool";
+  static constexpr SizeClassSpec classes = Table;  // 16 B to 64 KiB; the seed pooled 16-256 B (seed_spec)
   using Shards = ThreadShards<ShardFeatures{.count = ShardCount, .epochs = true, .stats = Stats}>;
   using Buckets = MutexBuckets<std::conditional_t<LockTiming, TimedLock<>, PlainLock<>>, BucketFeatures{.stats = Stats}>;
   using Fallback = std::conditional_t<Stats, Tracked<Checked<SystemHeap>>, Checked<SystemHeap>>;
 };
 
-// The seed's small_pool: 4 shards, stats and lock timing on.
+// small_pool: 4 shards, stats and lock timing on, 16 B to 64 KiB pooled.
 struct SmallPoolPolicy : SmallPoolPolicyWith<4, true, true> {};
+// The seed's small_pool exactly: the same, pooling 16-256 B in 9 classes.
+struct SeedSmallPoolPolicy : SmallPoolPolicyWith<4, true, true, seed_spec> {};
 
 // Common instantiations live in lib/modes.cpp.
 extern template class BasicAllocatorHandle<DefaultPolicy>;

@@ -18,6 +18,7 @@
 #include <sydra/alloc/mixin/lock_timing.hpp>
 #include <sydra/alloc/pal/os_memory.hpp>
 #include <sydra/alloc/pal/percpu.hpp>
+#include <sydra/alloc/slab/size_classes.hpp>
 
 #include <array>
 #include <cstdint>
@@ -31,6 +32,7 @@ struct CpuCacheOptions {
   std::size_t bytes_per_class = 16 * 1024;  // per CPU: capacity = this / class size, within [min, max]
   std::uint32_t min_blocks = 8;
   std::uint32_t max_blocks = 64;
+  std::size_t max_bytes_per_class = 64 * 1024;  // large classes: min_blocks gives way to this (at least 2 blocks)
 };
 
 template <class Classes>
@@ -40,9 +42,8 @@ class CpuCaches {
     ncpu_ = pal::possible_cpus();
     std::size_t off = 0;
     for (unsigned c = 0; c < Classes::count; ++c) {
-      std::size_t cap = options.bytes_per_class / Classes::sizes[c];
-      if (cap < options.min_blocks) cap = options.min_blocks;
-      if (cap > options.max_blocks) cap = options.max_blocks;
+      std::size_t cap = cache_blocks(Classes::sizes[c], options.bytes_per_class, options.min_blocks,
+                                     options.max_blocks, options.max_bytes_per_class);
       if (cap > pal::CpuStack::max_capacity) cap = pal::CpuStack::max_capacity;
       capacity_[c] = static_cast<std::uint32_t>(cap);
       offset_[c] = off;

@@ -70,6 +70,7 @@ struct ShardClassStats {
 struct ShardStats {
   std::uint32_t index = 0;
   bool owned = false;
+  bool abandoned = false;  // a fork's child found it mid-change and will never use it (Shard::busy)
   std::uint64_t alloc_hits = 0;
   std::uint64_t backlog = 0;           // deferred - reclaimed
   std::uint64_t reserved_bytes = 0;    // slabs held by this shard x 64 KiB

@@ -67,6 +67,7 @@ class BucketLayer {
     for (unsigned c = 0; c < Classes::count; ++c) {
       buckets_[c].lock.configure(options.lock_timing);
       batch_[c] = std::max<std::uint32_t>(1, caches_.capacity(c) / 2);
+      xfer_limit_[c] = static_cast<std::uint32_t>(cache_blocks(Classes::sizes[c], xfer_bytes, 4, xfer_capacity, xfer_bytes));
     }
   }
   BucketLayer(const BucketLayer&) = delete;
@@ -183,6 +184,9 @@ class BucketLayer {
 
  private:
   static constexpr std::uint32_t xfer_capacity = 128;
+  // A transfer stack holds at most this many bytes of a large class (128
+  // blocks up to 4 KiB, 8 of 64 KiB): trim() drains it, nothing else does.
+  static constexpr std::size_t xfer_bytes = 512 * 1024;
 
   // Hot fields first: the lock and the transfer stack's count share a line.
   struct alignas(64) Bucket {
@@ -230,8 +234,8 @@ class BucketLayer {
   }
   // Under the bucket's lock: free blocks back, transfer stack first unless
   // the caller wants them in their slabs.
-  void put(Bucket& b, void* p, bool to_slabs) noexcept {
-    if (!to_slabs && b.xfer_count < xfer_capacity) {
+  void put(Bucket& b, unsigned cls, void* p, bool to_slabs) noexcept {
+    if (!to_slabs && b.xfer_count < xfer_limit_[cls]) {
       b.xfer[b.xfer_count++] = p;
       return;
     }
@@ -240,7 +244,7 @@ class BucketLayer {
   void give_back(unsigned cls, void** blocks, unsigned n, bool to_slabs) noexcept {
     Bucket& b = buckets_[cls];
     std::lock_guard g(b.lock);
-    for (unsigned i = 0; i < n; ++i) put(b, blocks[i], to_slabs);
+    for (unsigned i = 0; i < n; ++i) put(b, cls, blocks[i], to_slabs);
   }
   void note_high_water(Bucket& b, unsigned cls) noexcept {
     if constexpr (Features.stats) {
@@ -280,7 +284,7 @@ class BucketLayer {
     if (n == 0) return nullptr;  // out of memory; the lock is released by the guard
     unsigned i = 1;
     while (i < n && push(got[i])) ++i;
-    for (; i < n; ++i) put(b, got[i], false);  // the cache filled meanwhile (another thread, same CPU)
+    for (; i < n; ++i) put(b, cls, got[i], false);  // the cache filled meanwhile (another thread, same CPU)
     b.direct_allocs.bump();
     b.refills.bump();
     note_high_water(b, cls);
@@ -297,7 +301,7 @@ class BucketLayer {
     }
     if (no_cpu) {
       std::lock_guard g(b.lock);
-      put(b, p, false);
+      put(b, cls, p, false);
       b.direct_frees.bump();
       return;
     }
@@ -320,8 +324,8 @@ class BucketLayer {
       got[n++] = q;
     }
     std::lock_guard g(b.lock);
-    for (unsigned i = 0; i < n; ++i) put(b, got[i], false);
-    put(b, p, false);
+    for (unsigned i = 0; i < n; ++i) put(b, cls, got[i], false);
+    put(b, cls, p, false);
     b.direct_frees.bump();
     b.flushes.bump();
     note_high_water(b, cls);
@@ -338,6 +342,7 @@ class BucketLayer {
   Pool& pool_;
   CpuCaches<Classes> caches_;
   std::array<std::uint32_t, Classes::count> batch_{};
+  std::array<std::uint32_t, Classes::count> xfer_limit_{};
   std::array<Bucket, Classes::count> buckets_;
 };
 

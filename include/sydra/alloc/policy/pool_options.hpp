@@ -17,6 +17,7 @@ struct ShardCacheOptions {
   std::size_t bytes_per_class = 8 * 1024;  // a shard's magazine: capacity = this / class size, within [min, max]
   std::uint32_t min_blocks = 16;
   std::uint32_t max_blocks = 64;
+  std::size_t max_bytes_per_class = 128 * 1024;  // large classes: min_blocks gives way to this (at least 2 blocks)
 };
 
 struct PoolOptions {

@@ -77,10 +77,10 @@ class ShardLayer final : public detail::ThreadHost {
   ShardLayer(Pool& pool, const PoolOptions& options, Allocator backing, ShardHooks hooks) noexcept
       : pool_(pool), backing_(backing), epochs_(backing, hooks.free_fn, hooks.ctx) {
     for (unsigned c = 0; c < Classes::count; ++c) {
-      std::size_t cap = options.shard_cache.bytes_per_class / Classes::sizes[c];
-      cap = std::clamp<std::size_t>(cap, std::min<std::uint32_t>(options.shard_cache.min_blocks, max_magazine),
-                                    std::min<std::uint32_t>(options.shard_cache.max_blocks, max_magazine));
-      cap_[c] = static_cast<std::uint32_t>(std::max<std::size_t>(cap, 2));
+      const ShardCacheOptions& o = options.shard_cache;
+      const std::size_t cap = cache_blocks(Classes::sizes[c], o.bytes_per_class, std::min<std::size_t>(o.min_blocks, max_magazine),
+                                           std::min<std::size_t>(o.max_blocks, max_magazine), o.max_bytes_per_class);
+      cap_[c] = static_cast<std::uint32_t>(std::min<std::size_t>(cap, max_magazine));
       batch_[c] = cap_[c] / 2;
     }
     const std::size_t n = options.shards == PoolOptions::policy_shards ? Features.count : options.shards;
@@ -153,7 +153,11 @@ class ShardLayer final : public detail::ThreadHost {
     for (std::size_t i = 0; i < count_; ++i) {
       Shard& s = shards_[i];
       const std::uint64_t owner = s.owner_thread.load(std::memory_order_acquire);
-      if (owner != 0 && owner != me) {
+      if (owner != 0 && owner != me && owner != Shard::abandoned_owner) {
+        if (s.caught_busy()) {
+          s.owner_thread.store(Shard::abandoned_owner, std::memory_order_release);
+          continue;
+        }
         empty_shard(s);
         s.owner_thread.store(0, std::memory_order_release);
       }
@@ -267,7 +271,10 @@ class ShardLayer final : public detail::ThreadHost {
     if constexpr (Features.epochs) n += epochs_.collect(b != nullptr ? &b->bag : nullptr);
     // After the reclaiming above, whose frees may have joined this thread's
     // own batches: published now, collected just below.
-    if (b != nullptr && b->shard != nullptr) publish_all(*b->shard);
+    if (b != nullptr && b->shard != nullptr) {
+      typename Shard::BusyScope busy(*b->shard);
+      publish_all(*b->shard);
+    }
     for (std::size_t i = 0; i < count_; ++i)
       for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(shards_[i], c);
     return n;
@@ -339,8 +346,14 @@ class ShardLayer final : public detail::ThreadHost {
   // A thread leaves (exit, or the layer's shutdown): its shard is emptied and
   // released with its deferred stacks intact, its epoch slot released, its
   // retire bag sealed.
+  //
+  // In a fork's child the thread may have been anywhere in its own slow path
+  // when the fork caught it: a shard caught busy is abandoned, never emptied
+  // (Shard::busy), and is never handed out again.
   void drop(Binding* b) noexcept {
-    if (b->shard != nullptr) {
+    if (b->shard != nullptr && b->shard->caught_busy()) {
+      b->shard->owner_thread.store(Shard::abandoned_owner, std::memory_order_release);
+    } else if (b->shard != nullptr) {
       empty_shard(*b->shard);
       b->shard->owner_thread.store(0, std::memory_order_release);
       available_.fetch_add(1, std::memory_order_relaxed);
@@ -397,6 +410,7 @@ class ShardLayer final : public detail::ThreadHost {
   // stack, then the slabs (half a magazine at a time).
   SYDRA_SLOW_PATH void* alloc_refill(Shard& s, unsigned cls) noexcept {
     pool_.tick();  // no lock held here: the retention policy's decommits may run
+    typename Shard::BusyScope busy(s);
     publish_all(s);
     if (s.take_ready(pool_, cls) == 0 && s.inbox[cls].has_deferred()) {
       collect_class(s, cls);
@@ -411,10 +425,12 @@ class ShardLayer final : public detail::ThreadHost {
     Binding* b = binding();
     Shard* mine = b != nullptr ? b->shard : nullptr;
     if (mine == &owner) {
+      typename Shard::BusyScope busy(owner);
       owner.free_own(pool_, cls, p, batch_[cls]);
       return;
     }
     if (mine != nullptr) {  // batched with this thread's other frees to that shard
+      typename Shard::BusyScope busy(*mine);
       mine->remote_out[cls].bump();  // before the add: a publish may follow at once
       mine->remote.add(&owner, owner.index, cls, p, batch_[cls],
                        [this, mine](typename Remote::Batch& batch) { publish(*mine, batch); });
@@ -427,6 +443,7 @@ class ShardLayer final : public detail::ThreadHost {
   // Everything the shard holds free goes back to its slabs: magazines,
   // ready blocks, reclaimable deferred blocks; its own batches are published.
   void empty_shard(Shard& s) noexcept {
+    typename Shard::BusyScope busy(s);
     publish_all(s);
     for (unsigned c = 0; c < Classes::count; ++c) {
       collect_class(s, c);

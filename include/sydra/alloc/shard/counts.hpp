@@ -106,7 +106,9 @@ struct ShardCounts {
       const Shard& s = shards[i];
       ShardStats& st = sum.shards[i];
       st.index = s.index;
-      st.owned = s.owner_thread.load(std::memory_order_relaxed) != 0;
+      const std::uint64_t owner = s.owner_thread.load(std::memory_order_relaxed);
+      st.owned = owner != 0 && owner != Shard::abandoned_owner;
+      st.abandoned = owner == Shard::abandoned_owner;
       if (st.classes.size() != Classes::count) continue;
       std::uint64_t slabs = 0;
       for (unsigned c = 0; c < Classes::count; ++c) {

@@ -32,6 +32,8 @@ struct alignas(64) Shard {
   using Remote = RemoteCache<Ctx::hardened>;
   using L = Links<Ctx::hardened>;
   static constexpr std::uint32_t max_magazine = 64;
+  // The owner a fork's child gives a shard it cannot trust (see busy).
+  static constexpr std::uint64_t abandoned_owner = ~std::uint64_t{0};
 
   struct Magazine {  // a magazine's counts: owner-written, read by snapshots
     detail::CountAndPopsWord word;  // blocks held, and allocations
@@ -41,6 +43,23 @@ struct alignas(64) Shard {
 
   explicit Shard(std::uint32_t i) noexcept : index(i) {}
 
+  // Brackets a change of the owner's lists (see busy). The fence keeps the
+  // flag's store ahead of the list stores it guards, as a fork sees them.
+  class BusyScope {
+   public:
+    explicit BusyScope(Shard& s) noexcept : s_(s) {
+      s_.busy.store(1, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+    }
+    ~BusyScope() { s_.busy.store(0, std::memory_order_release); }
+    BusyScope(const BusyScope&) = delete;
+    BusyScope& operator=(const BusyScope&) = delete;
+
+   private:
+    Shard& s_;
+  };
+  bool caught_busy() const noexcept { return busy.load(std::memory_order_acquire) != 0; }
+
   std::array<Magazine, Classes::count> mag{};
   std::array<std::array<void*, max_magazine>, Classes::count> slots;  // the magazines' blocks, owner only
   std::array<ClassSlabs<Ctx::hardened>, Classes::count> slabs{};
@@ -49,7 +68,15 @@ struct alignas(64) Shard {
   std::array<Counter<>, Classes::count> remote_out{};  // the owner's frees of other shards' blocks
   std::array<Counter<>, Classes::count> published{};   // of those, published to their owners
   std::uint32_t index;
-  alignas(64) std::atomic<std::uint64_t> owner_thread{0};  // 0: free to take
+  // Set while the owner changes its lists in more than one store (a refill,
+  // a spill, a remote batch, emptying the shard). A fork's child finds a
+  // departed owner's shard in whatever state the fork caught it: with this
+  // flag up the lists may be half-changed, and the child abandons the shard
+  // (its blocks stay out; nothing is corrupted) instead of emptying it. The
+  // fast path's pop and push commit with one store of the magazine word and
+  // need no flag.
+  std::atomic<std::uint32_t> busy{0};
+  alignas(64) std::atomic<std::uint64_t> owner_thread{0};  // 0: free to take; abandoned_owner: never again
   std::array<Inbox<Ctx::hardened>, Classes::count> inbox{};
 
   // ---- The fast path: a magazine's pop and push ---------------------------------

@@ -7,15 +7,19 @@
 //   using Classes = sydra::alloc::SizeClassList<16, 32, 64, 128>;
 //
 // The seed's table, {16, 24, 32, 48, 64, 96, 128, 192, 256}, is
-// SizeClassSpec{.min = 16, .steps_per_doubling = 2, .max = 256}.
+// SizeClassSpec{.min = 16, .steps_per_doubling = 2, .max = 256}: `seed_spec`,
+// the table of a policy that names none. `wide_spec`, 16 B to 64 KiB in four
+// steps per doubling (47 classes), is the table of the configured small_pool
+// policy and so of libsydra-malloc.so.
 //
 // Rules, each checked by its own static_assert:
 //   - classes strictly increase;
 //   - every class is a multiple of 8 (the pool alignment) and at least 16
 //     bytes (a freed block holds a link and an epoch stamp);
-//   - a slab (64 KiB) holds at least 8 blocks of every class, so the largest
-//     class is 8 KiB: the slab size is fixed, and a class that large already
-//     spends most of its time in the refill path;
+//   - a slab (64 KiB) holds at least one block of every class, so the largest
+//     class is 64 KiB. Above 8 KiB a slab holds fewer than 8 blocks; a class
+//     of more than 32 KiB holds one, and the slab's tail past it is never
+//     touched, so a fresh slab commits only the block's pages;
 //   - worst-case internal waste under 50%: each class is less than twice its
 //     predecessor plus one, so a request never gets a block more than about
 //     twice its size (the first class excepted: a 1-byte request gets it);
@@ -40,8 +44,7 @@ inline namespace SYDRA_ALLOC_ABI {
 inline constexpr std::size_t slab_bytes = 64 * 1024;  // seed: slab_bytes
 inline constexpr std::size_t pool_alignment = 8;      // every class is a multiple of this
 inline constexpr std::size_t max_pooled_alignment = 16;  // alignof(std::max_align_t): malloc's alignment
-inline constexpr std::size_t min_blocks_per_slab = 8;
-inline constexpr std::size_t max_class_size = slab_bytes / min_blocks_per_slab;
+inline constexpr std::size_t max_class_size = slab_bytes;  // one block per slab
 
 // Classes from min to max, steps_per_doubling per power of two, each rounded
 // up to a multiple of the pool alignment.
@@ -93,6 +96,7 @@ struct SizeClassesFrom {
 };
 
 inline constexpr SizeClassSpec seed_spec{};
+inline constexpr SizeClassSpec wide_spec{.min = 16, .steps_per_doubling = 4, .max = 64 * 1024};
 inline constexpr std::array<std::uint32_t, 9> seed_bucket_sizes{16, 24, 32, 48, 64, 96, 128, 192, 256};
 static_assert(SizeClassesFrom<seed_spec>::sizes() == seed_bucket_sizes,
               "the default spec must generate the seed's bucket_sizes");
@@ -132,7 +136,7 @@ struct SizeClassTable {
                 "size classes: every class must be a multiple of the pool alignment (8 bytes)");
   static_assert(sizes.front() >= 16, "size classes: the smallest class must be at least 16 bytes (a link and an epoch)");
   static_assert(max_size <= max_class_size,
-                "size classes: the largest class must leave at least 8 blocks in a 64 KiB slab (at most 8192 bytes)");
+                "size classes: the largest class must fit a 64 KiB slab (at most 65536 bytes)");
   static_assert(!detail::strictly_increasing<sizes>() || detail::waste_bounded<sizes>(),
                 "size classes: worst-case internal waste must stay under 50% (each class < 2 x its predecessor + 1)");
 
@@ -187,6 +191,8 @@ struct SizeClassTable {
 };
 
 using SeedClasses = SizeClassTable<SizeClassesFrom<seed_spec>>;
+using WideClasses = SizeClassTable<SizeClassesFrom<wide_spec>>;
+static_assert(WideClasses::count == 47 && WideClasses::max_size == 64 * 1024);
 
 namespace detail {
 // Every rule SizeClassTable asserts, as one answer, without asserting.
@@ -229,6 +235,22 @@ struct TableRules {
 };
 }  // namespace detail
 
+// How many free blocks of a class a cache in front of the slabs may hold:
+// `bytes / size` within [min_blocks, max_blocks], except that for a large
+// class min_blocks gives way to `max_bytes` (never below 2 blocks), so that a
+// cache of 64 KiB blocks does not hold a megabyte per class.
+constexpr std::size_t cache_blocks(std::size_t size, std::size_t bytes, std::size_t min_blocks, std::size_t max_blocks,
+                                   std::size_t max_bytes) noexcept {
+  std::size_t cap = bytes / size;
+  if (cap < min_blocks) cap = min_blocks;
+  if (cap > max_blocks) cap = max_blocks;
+  const std::size_t by_bytes = max_bytes / size;
+  if (cap > by_bytes) cap = by_bytes;
+  return cap < 2 ? 2 : cap;
+}
+static_assert(cache_blocks(16, 8192, 16, 64, 128 * 1024) == 64 && cache_blocks(256, 8192, 16, 64, 128 * 1024) == 32 &&
+              cache_blocks(8192, 8192, 16, 64, 128 * 1024) == 16 && cache_blocks(65536, 8192, 16, 64, 128 * 1024) == 2);
+
 // Fallback size histogram (seed: fallback_bucket_bounds) plus one overflow bin.
 inline constexpr std::array<std::size_t, 8> fallback_bounds{64, 128, 256, 512, 1024, 2048, 4096, 8192};
 inline constexpr std::size_t fallback_bins = fallback_bounds.size() + 1;
@@ -264,6 +286,7 @@ consteval bool bounds_ok() {
 }
 }  // namespace detail
 static_assert(detail::lut_ok<SeedClasses>(), "class_of must give the smallest class that fits (and serves 16)");
+static_assert(detail::lut_ok<WideClasses>(), "class_of must give the smallest class that fits (and serves 16)");
 static_assert(detail::bounds_ok(), "fallback bounds must be consecutive powers of two");
 
 }  // namespace SYDRA_ALLOC_ABI

@@ -43,12 +43,16 @@ struct SlabMeta {
   std::atomic<std::uint32_t> used;  // blocks out of the slab: live, cached, or in flight to the owner
   std::uint16_t carved;             // blocks ever carved from the slab's untouched tail
   std::uint16_t capacity;           // blocks in the slab
-  std::uint16_t block_size;
+  std::uint32_t block_size;         // up to a whole slab (a 64 KiB class)
   std::uint8_t size_class;
   SlabKind kind;
   std::uint8_t last_class;  // the class it served before it was last emptied (reuse across classes)
-  bool listed;              // on its owner's list of slabs with blocks to give
-  bool committed;           // its memory is committed (false after a decommit, until reused)
+  // One byte for both flags, to keep the record one cache line. Never written
+  // concurrently: `listed` by the owner while the slab is in use, `committed`
+  // by the pool while it is empty, and the hand-over between them is ordered
+  // by the pool's lock.
+  bool listed : 1;     // on its owner's list of slabs with blocks to give
+  bool committed : 1;  // its memory is committed (false after a decommit, until reused)
 #if SYDRA_ALLOC_CHECKED
   // Checked builds: one bit per handed-out block. Atomic because a remote
   // free may clear a bit while the owner sets another in the same word.

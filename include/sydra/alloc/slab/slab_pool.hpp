@@ -106,7 +106,7 @@ class SlabPool {
     m->prev = m->next = nullptr;
     m->used.store(0, std::memory_order_relaxed);
     m->carved = 0;
-    m->block_size = static_cast<std::uint16_t>(block_size);
+    m->block_size = block_size;
     m->capacity = static_cast<std::uint16_t>(slab_bytes / block_size);
     m->size_class = static_cast<std::uint8_t>(cls);
     m->listed = false;
@@ -195,6 +195,7 @@ class SlabPool {
   // lists under the lock: for tests (a fork's child above all).
   struct Audit {
     std::uint64_t reserved = 0, in_use = 0, retained = 0, decommitted = 0, fresh = 0, in_flight = 0;
+    std::uint64_t listed_retained = 0, listed_decommitted = 0, counted_reserved = 0;  // what the lists and chunks hold
     bool exact = false;
   };
   Audit audit() const noexcept {
@@ -209,6 +210,9 @@ class SlabPool {
     a.in_use = in_use_;
     a.retained = retained_;
     a.decommitted = decommitted_;
+    a.listed_retained = listed_retained;
+    a.listed_decommitted = listed_decommitted;
+    a.counted_reserved = reserved_slabs_;
     a.exact = listed_retained == retained_ && listed_decommitted == decommitted_ && a.reserved == reserved_slabs_ &&
               in_use_ + retained_ + decommitted_ + a.fresh + a.in_flight == a.reserved;
     return a;
