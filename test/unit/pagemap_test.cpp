@@ -1,5 +1,6 @@
-// The pagemap's flat table: any address a program may pass gives nullptr
-// unless it is in a slab, and the table costs RSS only where slabs live.
+// The pagemap's flat table (any address a program may pass gives nullptr
+// unless it is in a slab; the table costs RSS only where slabs live) and
+// huge-page chunks (SlabPoolOptions::huge_pages: 2 MiB-aligned, advised).
 #include <sydra/alloc.hpp>
 
 #include <gtest/gtest.h>
@@ -86,6 +87,44 @@ TEST(Pagemap, TheFlatTableCostsRssOnlyWhereSlabsLive) {
   // process's chunks cover a few hundred MiB at most.
   EXPECT_LT(m.rss_kib, 1024u) << "the table's RSS";
   for (void* p : blocks) h.free(p, 256, 8);
+}
+
+bool kernel_has_thp() {
+  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == nullptr) return false;
+  std::fclose(f);
+  return true;  // even "[never]" sets VM_HUGEPAGE (VmFlags hg) on madvise
+}
+
+TEST(HugePages, ChunksAre2MiBAlignedWholeHugePagesAndAdvised) {
+  if (!kernel_has_thp())
+    GTEST_SKIP() << "no /sys/kernel/mm/transparent_hugepage/enabled: this kernel has no THP, madvise refuses";
+  // 3 MiB asked: rounded down to whole huge pages.
+  Pool h(Pool::Options{.pool = {.shards = 0, .slabs = {.chunk_bytes = std::size_t{3} << 20, .huge_pages = true}}});
+  void* p = h.alloc(64, 8);
+  const sa::SlabMeta* m = sa::Pagemap::lookup(p);
+  ASSERT_NE(m, nullptr);
+  const auto base = reinterpret_cast<std::uintptr_t>(m->base);
+  EXPECT_EQ(base % sa::pal::huge_page_bytes, 0u) << "a fresh pool's first slab is its first chunk's start";
+  const sa::MemoryStats s = h.snapshot_stats().memory;
+  EXPECT_EQ(s.reserved_bytes, sa::pal::huge_page_bytes);
+  const Mapping map = mapping_of(base);
+  ASSERT_NE(map.size_kib, 0u);
+  EXPECT_EQ(map.size_kib % (sa::pal::huge_page_bytes >> 10), 0u);
+  EXPECT_NE(map.vm_flags.find(" hg"), std::string::npos) << "VmFlags:" << map.vm_flags;
+  // A single slab of the huge page can still be decommitted.
+  h.free(p, 64, 8);
+  EXPECT_EQ(h.trim(0), sa::slab_bytes);
+}
+
+TEST(HugePages, OffByDefault) {
+  Pool h(Pool::Options{.pool = {.shards = 0}});
+  void* p = h.alloc(64, 8);
+  const sa::SlabMeta* m = sa::Pagemap::lookup(p);
+  ASSERT_NE(m, nullptr);
+  const Mapping map = mapping_of(reinterpret_cast<std::uintptr_t>(m->base));
+  EXPECT_EQ(map.vm_flags.find(" hg"), std::string::npos) << "VmFlags:" << map.vm_flags;
+  h.free(p, 64, 8);
 }
 
 }  // namespace
