@@ -2,6 +2,7 @@
 //
 //   BM_BucketFree_Slabs/1, /2000       bucket free + re-alloc (256 B) with 1 or 2000 slabs live
 //   BM_BucketFree_SlabsWS255/2000      control: 2000 slabs live, a working set as small as /1's
+//   BM_BucketFree_SlabsHuge/2000       /2000 with SlabPoolOptions::huge_pages (chunks on 2 MiB pages)
 //   BM_Epoch_EnterLeave                enter_epoch() + leave_epoch() on the 4-shard handle
 //
 // One item = one free+alloc pair, or one enter+leave pair; CPU time.
@@ -29,10 +30,10 @@ constexpr std::size_t kAlign = 8;
 // case, where it is every block of the slab. With 2000 slabs every free
 // therefore reaches another slab; the WS255 control keeps 2000 slabs live but
 // walks only 255 of them, so that only the number of live slabs differs from /1.
-void run_slabs(benchmark::State& state, std::size_t slabs, std::size_t ws_blocks) {
+void run_slabs(benchmark::State& state, std::size_t slabs, std::size_t ws_blocks, bool huge_pages = false) {
   constexpr std::size_t size = 256;
   constexpr std::size_t max_per_slab = 64 * 1024 / size;
-  auto handle = make_bucket_only_handle();
+  auto handle = make_bucket_only_handle(huge_pages);
   BucketOnly a{*handle};
   std::vector<void*> live;
   std::vector<std::vector<std::size_t>> by_slab;  // indices into live, per slab in order of first use
@@ -118,6 +119,8 @@ void register_sydra_shapes(const BenchConfig&) {
   benchmark::RegisterBenchmark("BM_BucketFree_Slabs/2000", [](benchmark::State& s) { run_slabs(s, 2000, 2000); });
   benchmark::RegisterBenchmark("BM_BucketFree_SlabsWS255/2000",
                                [](benchmark::State& s) { run_slabs(s, 2000, 255); });
+  benchmark::RegisterBenchmark("BM_BucketFree_SlabsHuge/2000",
+                               [](benchmark::State& s) { run_slabs(s, 2000, 2000, true); });
   benchmark::RegisterBenchmark("BM_Epoch_EnterLeave", run_epoch_enter_leave);
 }
 

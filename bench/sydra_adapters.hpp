@@ -186,7 +186,11 @@ struct BucketOnly {
   void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
 };
 
-inline std::unique_ptr<BucketOnlyHandle> make_bucket_only_handle() { return std::make_unique<BucketOnlyHandle>(); }
+inline std::unique_ptr<BucketOnlyHandle> make_bucket_only_handle(bool huge_pages = false) {
+  BucketOnlyHandle::Options o;
+  o.pool.slabs.huge_pages = huge_pages;
+  return std::make_unique<BucketOnlyHandle>(o);
+}
 
 // The slab a pooled block lives in, as an opaque identity (whatever the
 // Pagemap maps to: a header or an off-slab record), nullptr otherwise. The

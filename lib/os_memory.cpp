@@ -35,6 +35,8 @@ void release(void* p, std::size_t bytes) noexcept {
 
 bool decommit(void* p, std::size_t bytes) noexcept { return ::madvise(p, bytes, MADV_DONTNEED) == 0; }
 
+bool advise_huge_pages(void* p, std::size_t bytes) noexcept { return ::madvise(p, bytes, MADV_HUGEPAGE) == 0; }
+
 std::uint64_t process_secret() noexcept {
   static const std::uint64_t secret = [] {
     std::uint64_t v = 0;

@@ -17,11 +17,18 @@ inline namespace SYDRA_ALLOC_ABI {
 namespace pal {
 
 inline constexpr std::size_t page_bytes = 4096;
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;  // x86-64's and AArch64's (4 KiB granule) PMD size
 
 // Precondition: bytes and align are multiples of page_bytes, align a power of
 // two. Postcondition: a readable, writable, zero-filled range aligned to
 // align, or nullptr when the address space (or an RLIMIT_AS) is exhausted.
 void* reserve(std::size_t bytes, std::size_t align) noexcept;
+
+// Asks for transparent huge pages behind a range from reserve()
+// (madvise(MADV_HUGEPAGE)); only the parts of it that are 2 MiB-aligned and
+// 2 MiB long can get them. False if the kernel refused (no THP support): the
+// range is then simply backed by small pages.
+bool advise_huge_pages(void* p, std::size_t bytes) noexcept;
 
 // Gives back a range from reserve() (or part of one), address space and all.
 void release(void* p, std::size_t bytes) noexcept;

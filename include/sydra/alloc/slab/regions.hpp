@@ -32,6 +32,11 @@ inline namespace SYDRA_ALLOC_ABI {
 // decommit(p, n): returns the memory of a slab-aligned part of a region while
 //   keeping it usable (its contents become unspecified); false if it cannot,
 //   in which case the memory simply stays committed.
+// Optional: `void set_huge_pages(bool on) noexcept`, for a source that can
+//   back regions with transparent huge pages: the pool calls it once, before
+//   any reserve(), with SlabPoolOptions::huge_pages, and when on asks only
+//   for multiples of pal::huge_page_bytes. A source without it ignores the
+//   option (a FixedArena's memory is the caller's, huge pages or not).
 template <class S>
 concept RegionSource = std::default_initializable<typename S::Options> &&
                        std::constructible_from<S, const typename S::Options&> &&
@@ -46,9 +51,22 @@ class OsRegions {
   struct Options {};
   OsRegions() = default;
   explicit OsRegions(const Options&) noexcept {}
-  void* reserve(std::size_t n) noexcept { return pal::reserve(n, slab_bytes); }
+  // With huge pages, a chunk is 2 MiB-aligned (n is then a multiple of
+  // 2 MiB) so that all of it can be backed by huge pages: fewer TLB misses
+  // when frees and refills walk many slabs. A refused madvise (a kernel
+  // without THP) leaves a chunk of small pages, which is still a chunk.
+  void set_huge_pages(bool on) noexcept { huge_ = on; }
+  void* reserve(std::size_t n) noexcept {
+    if (!huge_) return pal::reserve(n, slab_bytes);
+    void* p = pal::reserve(n, pal::huge_page_bytes);
+    if (p != nullptr) (void)pal::advise_huge_pages(p, n);
+    return p;
+  }
   void release(void* p, std::size_t n) noexcept { pal::release(p, n); }
   bool decommit(void* p, std::size_t n) noexcept { return pal::decommit(p, n); }
+
+ private:
+  bool huge_ = false;
 };
 
 // A fixed region the caller owns and keeps alive for the handle's lifetime.

@@ -54,6 +54,12 @@ struct SlabPoolOptions {
   // decommits what is due, with no call into any handle (0: off; the polls
   // on other handles' slow paths and at thread exit still run).
   std::uint32_t background_return_ms = 0;
+  // Chunks 2 MiB-aligned, in multiples of 2 MiB, with madvise(MADV_HUGEPAGE):
+  // fewer TLB misses when many slabs are live, at the price of 2 MiB of RSS
+  // wherever the kernel backs a huge page (a slab is 64 KiB). Decommitting
+  // one slab of a huge page still works: the kernel splits the page. Only
+  // for a RegionSource that offers it (OsRegions); ignored otherwise.
+  bool huge_pages = false;
 };
 
 struct MemoryStats {
@@ -76,6 +82,7 @@ class SlabPool {
  public:
   SlabPool(const void* handle, const SlabPoolOptions& options, const typename Regions::Options& regions = {}) noexcept
       : handle_(handle), options_(sanitized(options)), regions_(regions), next_chunk_bytes_(options_.chunk_bytes) {
+    if constexpr (takes_huge_pages) regions_.set_huge_pages(options_.huge_pages);
     idle_.run = &run_idle;
     idle_.ctx = this;
     idle_.background_ms = options_.background_return_ms;
@@ -255,8 +262,19 @@ class SlabPool {
     SlabMeta* metas;
   };
 
+  static constexpr bool takes_huge_pages = requires(Regions& r) { r.set_huge_pages(true); };
+
+  // The unit chunks come in: a slab, or a huge page when the source backs
+  // chunks with them (a chunk that is not a whole number of huge pages
+  // would leave its tail on small pages).
+  static std::size_t chunk_granule(const SlabPoolOptions& o) noexcept {
+    return takes_huge_pages && o.huge_pages ? pal::huge_page_bytes : slab_bytes;
+  }
+
   static SlabPoolOptions sanitized(SlabPoolOptions o) noexcept {
-    auto round = [](std::size_t n) { return n < slab_bytes ? slab_bytes : n / slab_bytes * slab_bytes; };
+    if (!takes_huge_pages) o.huge_pages = false;
+    const std::size_t g = chunk_granule(o);
+    auto round = [g](std::size_t n) { return n < g ? g : n / g * g; };
     o.chunk_bytes = round(o.chunk_bytes);
     o.max_chunk_bytes = round(o.max_chunk_bytes < o.chunk_bytes ? o.chunk_bytes : o.max_chunk_bytes);
     return o;
@@ -289,11 +307,12 @@ class SlabPool {
     return &fresh_chunk_->metas[fresh_next_++];
   }
 
-  // Reserves a chunk, halving the request down to one slab if the source
-  // cannot give the full size (a nearly full FixedArena), and publishes its
-  // slabs in the pagemap.
+  // Reserves a chunk, halving the request down to one slab (one huge page)
+  // if the source cannot give the full size (a nearly full FixedArena), and
+  // publishes its slabs in the pagemap.
   bool add_chunk() noexcept {
-    for (std::size_t bytes = next_chunk_bytes_; bytes >= slab_bytes; bytes = bytes / 2 / slab_bytes * slab_bytes) {
+    const std::size_t g = chunk_granule(options_);
+    for (std::size_t bytes = next_chunk_bytes_; bytes >= g; bytes = bytes / 2 / g * g) {
       void* region = regions_.reserve(bytes);
       if (region == nullptr) continue;
       const std::size_t slabs = bytes / slab_bytes;
