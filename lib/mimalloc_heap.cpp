@@ -6,7 +6,7 @@
 // library is used, it is loaded privately (dlopen RTLD_LOCAL: its malloc never
 // enters the global symbol scope) and only the mi_* entry points are taken
 // from it. The wrap build (override=false) is linked directly.
-#include <sydra/alloc/policy/mimalloc_heap.hpp>
+#include <sydra/alloc/heap/mimalloc_heap.hpp>
 
 #include <mimalloc.h>
 

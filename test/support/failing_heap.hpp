@@ -5,7 +5,7 @@
 #pragma once
 
 #include <sydra/alloc/modes.hpp>
-#include <sydra/alloc/policy/system_heap.hpp>
+#include <sydra/alloc/heap/system_heap.hpp>
 #include <sydra/alloc/slab/regions.hpp>
 
 #include <atomic>

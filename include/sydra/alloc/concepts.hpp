@@ -20,12 +20,12 @@
 
 #include <sydra/alloc/allocator.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
-#include <sydra/alloc/mixin/tracked.hpp>
-#include <sydra/alloc/policy/audited.hpp>
+#include <sydra/alloc/heap/tracked.hpp>
+#include <sydra/alloc/heap/audited.hpp>
 #include <sydra/alloc/policy/bucket.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
 #include <sydra/alloc/policy/shard.hpp>
-#include <sydra/alloc/policy/system_heap.hpp>
+#include <sydra/alloc/heap/system_heap.hpp>
 #include <sydra/alloc/slab/regions.hpp>
 #include <sydra/alloc/slab/slab_pool.hpp>
 

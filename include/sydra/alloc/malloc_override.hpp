@@ -34,11 +34,11 @@
 // free_unsized() and remap_unsized().
 #pragma once
 
-#include <sydra/alloc/policy/bootstrap_arena.hpp>
+#include <sydra/alloc/heap/bootstrap_arena.hpp>
 #include <sydra/alloc/format.hpp>
 #include <sydra/alloc/handle.hpp>
-#include <sydra/alloc/mixin/tracked.hpp>
-#include <sydra/alloc/policy/libc_heap.hpp>
+#include <sydra/alloc/heap/tracked.hpp>
+#include <sydra/alloc/heap/libc_heap.hpp>
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -19,9 +19,9 @@
 #pragma once
 
 #include <sydra/alloc/handle.hpp>
-#include <sydra/alloc/mixin/tracked.hpp>
+#include <sydra/alloc/heap/tracked.hpp>
 #include <sydra/alloc/policy/bucket.hpp>
-#include <sydra/alloc/policy/mimalloc_heap.hpp>
+#include <sydra/alloc/heap/mimalloc_heap.hpp>
 #include <sydra/alloc/policy/shard.hpp>
 
 #include <string_view>

@@ -17,7 +17,7 @@
 #include <sydra/alloc/detail/count_and_pops.hpp>
 #include <sydra/alloc/mixin/lock_timing.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
-#include <sydra/alloc/policy/audited.hpp>
+#include <sydra/alloc/heap/audited.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
 #include <sydra/alloc/slab/class_slabs.hpp>
 

@@ -24,7 +24,7 @@
 #include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
-#include <sydra/alloc/policy/audited.hpp>
+#include <sydra/alloc/heap/audited.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
 #include <sydra/alloc/shard/counts.hpp>
 #include <sydra/alloc/shard/epochs.hpp>

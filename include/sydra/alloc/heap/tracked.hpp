@@ -9,7 +9,7 @@
 #pragma once
 
 #include <sydra/alloc/mixin/stats.hpp>
-#include <sydra/alloc/policy/audited.hpp>
+#include <sydra/alloc/heap/audited.hpp>
 
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {

@@ -19,7 +19,7 @@
 #pragma once
 
 #include <sydra/alloc/allocator.hpp>
-#include <sydra/alloc/policy/system_heap.hpp>
+#include <sydra/alloc/heap/system_heap.hpp>
 
 #include <sydra/alloc/pal/libc_symbols.hpp>
 

@@ -10,7 +10,7 @@
 
 #include <sydra/alloc/detail/thread_counters.hpp>
 #include <sydra/alloc/diagnostics.hpp>
-#include <sydra/alloc/policy/system_heap.hpp>
+#include <sydra/alloc/heap/system_heap.hpp>
 
 #include <array>
 #include <atomic>

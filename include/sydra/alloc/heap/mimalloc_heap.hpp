@@ -4,7 +4,7 @@
 #pragma once
 
 #include <sydra/alloc/allocator.hpp>
-#include <sydra/alloc/policy/system_heap.hpp>
+#include <sydra/alloc/heap/system_heap.hpp>
 
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
