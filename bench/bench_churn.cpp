@@ -1,8 +1,11 @@
 // The larson-like churn (churn.hpp) under Google Benchmark.
 //
-//   BM_Churn/<Variant>/<lo>-<hi>/real_time/threads:<n>
+//   BM_Churn/<Variant>/<lo>-<hi>[:log]/real_time/threads:<n>
 //
-// 16-256 B on 1, 2, 8 and 64 threads; 8-1024 B on 1 and 2 threads. 4096 slots
+// 16-256 B on 1, 2, 8 and 64 threads; 8-1024 B on 1 and 2 threads, sizes
+// uniform over the bytes; 16-32768:log on 1 and 2 threads, sizes log-uniform
+// (every octave equally likely: the whole pooled range up to 32 KiB without
+// the large sizes drowning the small ones; issue 17). 4096 slots
 // per thread, all shared; thread 0 fills them before the timed loop and
 // frees what is left after it, so every run starts at the same live set and
 // leaves nothing behind. One item = one churn operation (alloc + exchange +
@@ -56,7 +59,8 @@ void run_churn(benchmark::State& state, SizeRange range) {
 template <class A>
 void add_churn(const char* variant, SizeRange r, int threads) {
   const std::string name =
-      "BM_Churn/" + std::string(variant) + "/" + std::to_string(r.lo) + "-" + std::to_string(r.hi);
+      "BM_Churn/" + std::string(variant) + "/" + std::to_string(r.lo) + "-" + std::to_string(r.hi) +
+      (r.log_uniform ? ":log" : "");
   benchmark::RegisterBenchmark(name.c_str(), [r](benchmark::State& state) { run_churn<A>(state, r); })
       ->Threads(threads)
       ->UseRealTime();
@@ -73,6 +77,7 @@ void register_churn_shapes(const BenchConfig&) {
   constexpr Shape shapes[] = {
       {{16, 256}, 1, true}, {{16, 256}, 2, true}, {{8, 1024}, 1, true},
       {{8, 1024}, 2, true}, {{16, 256}, 8, false}, {{16, 256}, 64, false},
+      {{16, 32768, true}, 1, true}, {{16, 32768, true}, 2, true},
   };
   for (const Shape& s : shapes) {
     add_churn<Sydra>("Sydra", s.range, s.threads);

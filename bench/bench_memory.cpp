@@ -8,6 +8,8 @@
 //              sydra                         the 4-shard small_pool handle, glibc underneath
 //
 //   rss-per-byte SIZE [BLOCKS]        BLOCKS (1 Mi) live blocks of SIZE bytes
+//   rss-per-byte-range LO HI [BYTES]  live blocks of sizes log-uniform over LO..HI until
+//                                     BYTES (1 GiB) are requested
 //   free-all-trim [BLOCKS]            BLOCKS blocks of 16, 64 and 256 B in turn, all freed, then trim
 //   phase-shift FROM TO [BYTES]       fill BYTES (64 MiB) with FROM-byte blocks, free all,
 //                                     fill the same bytes with TO-byte blocks
@@ -71,30 +73,32 @@ ProcStatus read_status() {
 }
 long rss_kib() { return read_status().rss_kib; }
 
-// The harness's own pointer storage: outside every allocator, resident
-// before the baseline is read.
-class PointerArray {
+// The harness's own storage (pointers, sizes): outside every allocator,
+// resident before the baseline is read.
+template <class T>
+class MappedArray {
  public:
-  explicit PointerArray(std::size_t n) : n_(n) {
+  explicit MappedArray(std::size_t n) : n_(n) {
     void* m = ::mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
       std::perror("bench-memory: mmap");
       std::exit(2);
     }
-    p_ = static_cast<void**>(m);
-    std::memset(p_, 0, bytes());
+    p_ = static_cast<T*>(m);
+    std::memset(static_cast<void*>(p_), 0, bytes());
   }
-  ~PointerArray() { ::munmap(p_, bytes()); }
-  PointerArray(const PointerArray&) = delete;
-  PointerArray& operator=(const PointerArray&) = delete;
-  void*& operator[](std::size_t i) noexcept { return p_[i]; }
+  ~MappedArray() { ::munmap(p_, bytes()); }
+  MappedArray(const MappedArray&) = delete;
+  MappedArray& operator=(const MappedArray&) = delete;
+  T& operator[](std::size_t i) noexcept { return p_[i]; }
   std::size_t size() const noexcept { return n_; }
 
  private:
-  std::size_t bytes() const noexcept { return n_ * sizeof(void*); }
-  void** p_;
+  std::size_t bytes() const noexcept { return n_ * sizeof(T); }
+  T* p_;
   std::size_t n_;
 };
+using PointerArray = MappedArray<void*>;
 
 // ---- The allocators, each with its own way to give memory back ---------------------
 
@@ -172,6 +176,38 @@ void rss_per_byte(A& a, const std::string& head, std::size_t size, std::size_t b
   std::printf("{%s, \"size\": %zu, \"blocks\": %zu, \"rss_before_kib\": %ld, \"rss_live_kib\": %ld, "
               "\"requested_bytes\": %.0f, \"rss_per_byte\": %.4f}\n",
               head.c_str(), size, blocks, before, live, requested, per_byte);
+}
+
+// Issue 17: the pooled range above 1 KiB, where a size class's rounding and a
+// slab's tail cost more per byte than at 16-256 B. Sizes are log-uniform
+// (every octave equally likely, as in the 16-32768:log churn) and drawn
+// from a fixed seed, so every allocator gets the same sequence.
+template <class A>
+void rss_per_byte_range(A& a, const std::string& head, std::size_t lo, std::size_t hi, std::size_t bytes) {
+  // Enough pointer slots for the worst case (every block of size lo), and
+  // the sizes kept beside them for the sized free.
+  const std::size_t cap = bytes / lo + 1;
+  PointerArray ptrs(cap);
+  MappedArray<std::size_t> sizes(cap);
+  Xorshift64 rng(0x17);
+  const long before = rss_kib();
+  double requested = 0;
+  std::size_t blocks = 0;
+  while (requested < static_cast<double>(bytes) && blocks < cap) {
+    const std::size_t n = log_uniform_size(rng, lo, hi);
+    ptrs[blocks] = a.alloc(n, kAlign);
+    must(ptrs[blocks], n);
+    fill_block(ptrs[blocks], n, blocks);
+    sizes[blocks] = n;
+    requested += static_cast<double>(n);
+    ++blocks;
+  }
+  const long live = rss_kib();
+  const double per_byte = static_cast<double>(live - before) * 1024.0 / requested;
+  for (std::size_t i = 0; i < blocks; ++i) a.free(ptrs[i], sizes[i], kAlign);
+  std::printf("{%s, \"lo\": %zu, \"hi\": %zu, \"blocks\": %zu, \"rss_before_kib\": %ld, \"rss_live_kib\": %ld, "
+              "\"requested_bytes\": %.0f, \"rss_per_byte\": %.4f}\n",
+              head.c_str(), lo, hi, blocks, before, live, requested, per_byte);
 }
 
 template <class A>
@@ -328,7 +364,7 @@ void per_thread(A& a, const std::string& head, std::size_t n_threads) {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench-memory glibc|mimalloc|jemalloc|sydra SCENARIO [ARGS]\n"
-               "  rss-per-byte SIZE [BLOCKS]\n  free-all-trim [BLOCKS]\n  phase-shift FROM TO [BYTES]\n"
+               "  rss-per-byte SIZE [BLOCKS]\n  rss-per-byte-range LO HI [BYTES]\n  free-all-trim [BLOCKS]\n  phase-shift FROM TO [BYTES]\n"
                "  churn-peak LO HI [THREADS] [SLOTS] [OPS]\n  per-thread N\n");
   std::exit(2);
 }
@@ -348,6 +384,10 @@ int run(A& a, const std::string& head, int argc, char** argv) {
   const std::string scenario = argv[2];
   if (scenario == "rss-per-byte" && argc >= 4) {
     rss_per_byte(a, head, arg(argc, argv, 3, 0), arg(argc, argv, 4, std::size_t{1} << 20));
+  } else if (scenario == "rss-per-byte-range" && argc >= 5) {
+    const std::size_t lo = arg(argc, argv, 3, 0), hi = arg(argc, argv, 4, 0);
+    if (hi < lo) usage();
+    rss_per_byte_range(a, head, lo, hi, arg(argc, argv, 5, std::size_t{1} << 30));
   } else if (scenario == "free-all-trim") {
     free_all_trim(a, head, arg(argc, argv, 3, std::size_t{1} << 20));
   } else if (scenario == "phase-shift" && argc >= 5) {

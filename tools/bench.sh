@@ -2,8 +2,8 @@
 # Builds the benchmarks in a release folder (build-bench, unchecked), runs the
 # throughput suite once and every memory scenario once per allocator, and
 # writes docs/benchmarks.md and docs/benchmarks.svg (tools/bench_report.py),
-# printing the same report to stdout. About 6 minutes on the project's
-# 2-core machine; at most about 12.
+# printing the same report to stdout. About 8 minutes on the project's
+# 2-core machine; at most about 14.
 #
 #   bash tools/bench.sh                                  # everything
 #   BENCH_QUICK=1 bash tools/bench.sh                    # smoke run in seconds; writes build-bench/quick/
@@ -90,12 +90,13 @@ preload_for() {
   esac
 }
 if [[ -n "$quick" ]]; then
-  blocks=65536 phase_bytes=$((8 << 20)) churn_slots=16384 churn_ops=200000
+  blocks=65536 phase_bytes=$((8 << 20)) churn_slots=16384 churn_ops=200000 range_bytes=$((64 << 20))
 else
-  blocks=1048576 phase_bytes=$((64 << 20)) churn_slots=65536 churn_ops=2000000
+  blocks=1048576 phase_bytes=$((64 << 20)) churn_slots=65536 churn_ops=2000000 range_bytes=$((1 << 30))
 fi
 scenarios=(
   "rss-per-byte 16 $blocks" "rss-per-byte 64 $blocks" "rss-per-byte 256 $blocks"
+  "rss-per-byte-range 1024 65536 $range_bytes"
   "free-all-trim $blocks"
   "phase-shift 16 128 $phase_bytes" "phase-shift 64 256 $phase_bytes"
   "churn-peak 16 256 2 $churn_slots $churn_ops" "churn-peak 8 1024 2 $churn_slots $churn_ops"
@@ -126,11 +127,12 @@ done
 
 # ---- Real programs on each malloc (issue 11) ----------------------------------------
 programs=$builddir/programs.jsonl
-if [[ -n "$quick" ]]; then prog_reps=1 sort_mb=20; else prog_reps=3 sort_mb=300; fi
-echo "tools/bench_programs.sh $programs $builddir/lib/malloc/libsydra-malloc.so $builddir/bench/malloc-churn . $prog_reps $sort_mb" >>"$commands"
-log "programs: python3, sort, git, churn under 4 mallocs, $prog_reps repetitions ($programs)"
+# long_rounds: python3 objects.py's rounds (12: about 6.5 s under glibc; 1 for a smoke run).
+if [[ -n "$quick" ]]; then prog_reps=1 sort_mb=20 long_rounds=1; else prog_reps=3 sort_mb=300 long_rounds=12; fi
+echo "tools/bench_programs.sh $programs $builddir/lib/malloc/libsydra-malloc.so $builddir/bench/malloc-churn . $prog_reps $sort_mb $long_rounds" >>"$commands"
+log "programs: python3, sort, git, churn, python3 objects under 4 mallocs, $prog_reps repetitions ($programs)"
 tools/bench_programs.sh "$programs" "$builddir/lib/malloc/libsydra-malloc.so" "$builddir/bench/malloc-churn" . \
-  "$prog_reps" "$sort_mb"
+  "$prog_reps" "$sort_mb" "$long_rounds"
 
 # ---- What the hardened opt-in costs (issue 13) ---------------------------------------
 # Plain and hardened small_pool handles, pairs and batches, interleaved in one run.

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Issue 11's program benchmark: the real programs of test/malloc/real_programs.sh
-# under glibc's malloc, libsydra-malloc.so, mimalloc and jemalloc (Debian's
-# .so files, LD_PRELOAD), repetitions interleaved across allocators. One JSON
-# line per run: wall seconds and the child's peak RSS (getrusage).
-#   bench_programs.sh OUT.jsonl LIBSYDRA CHURN SRC_ROOT [REPS] [SORT_MB]
+# and the bench-only long ones (test/malloc/programs.sh) under glibc's malloc,
+# libsydra-malloc.so, mimalloc and jemalloc (Debian's .so files, LD_PRELOAD),
+# repetitions interleaved across allocators. One JSON line per run: wall
+# seconds and the child's peak RSS (getrusage).
+#   bench_programs.sh OUT.jsonl LIBSYDRA CHURN SRC_ROOT [REPS] [SORT_MB] [LONG_ROUNDS]
 set -euo pipefail
-out=$1; sydra=$2; churn=$3; src=$4; reps=${5:-3}; sort_mb=${6:-300}
+out=$1; sydra=$2; churn=$3; src=$4; reps=${5:-3}; sort_mb=${6:-300}; long_rounds=${7:-12}
 libdir=/usr/lib/x86_64-linux-gnu
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # shellcheck source=../test/malloc/programs.sh
 source "$(dirname "$0")/../test/malloc/programs.sh"
-prepare_programs "$work" "$src" "$churn" "$sort_mb" 100
+prepare_programs "$work" "$src" "$churn" "$sort_mb" 100 "$long_rounds"
+programs+=("${long_programs[@]}")
 
 declare -A preload=([glibc]="" [sydra]="$sydra" [mimalloc]="$libdir/libmimalloc.so.2" [jemalloc]="$libdir/libjemalloc.so.2")
 for allocator in sydra mimalloc jemalloc; do  # a missing .so would be ignored by the loader: glibc under its name

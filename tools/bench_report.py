@@ -16,7 +16,15 @@ over the peer's (lower is better). snmalloc is an optional throughput peer
 container and chart output only when the JSON has Snmalloc results, and the
 page says why when it has none.
 
-Each target of issues 8, 9 and 14 is printed with its measured value and PASS
+The "best peer" of a shape is the fastest of mimalloc, jemalloc and snmalloc
+(snmalloc when the run has it) on that shape in the same run: the throughput
+table's "÷ best peer" column is sydra's items/s over that peer's, and the
+issue 17 targets are set against it. For the real programs it is the faster
+geometric-mean wall time of mimalloc and jemalloc (snmalloc has no
+LD_PRELOAD library here). A target measured without snmalloc says so next
+to its verdict.
+
+Each target of issues 8, 9, 14 and 17 is printed with its measured value and PASS
 or FAIL, or MISSING when a result is absent. The container workload of issue
 10 (BM_Container) has no target: its table gives ns per operation for each
 adapter, and the concrete form's ratios to std::allocator and to the erased
@@ -41,6 +49,7 @@ from collections import defaultdict
 
 PEERS = ("Glibc", "Mimalloc", "Jemalloc")
 OPTIONAL_PEERS = ("Snmalloc",)  # only in a bench-alloc built with it, so only columns when measured
+BEST_PEERS = ("Mimalloc", "Jemalloc", "Snmalloc")  # issue 17's "best peer": the fastest of these on each shape
 PEER_NAMES = {"Glibc": "glibc", "Mimalloc": "mimalloc", "Jemalloc": "jemalloc", "Snmalloc": "snmalloc"}
 PEER_COLOURS = {"Glibc": "#4477aa", "Mimalloc": "#ee6677", "Jemalloc": "#228833", "Snmalloc": "#ccbb44"}
 MEM_ALLOCATORS = ("sydra", "glibc", "mimalloc", "jemalloc")
@@ -48,10 +57,12 @@ SYDRA_VARIANTS = ("Sydra", "SydraErased", "SydraNoShard")
 VIA = {"Sydra": "handle", "SydraErased": "Allocator", "SydraNoShard": "handle, no shards"}
 SIZES = (16, 64, 256)
 ALIGNS = (8, 16)
-CHURNS = (("16-256", 1), ("16-256", 2), ("8-1024", 1), ("8-1024", 2), ("16-256", 8), ("16-256", 64))
+CHURNS = (("16-256", 1), ("16-256", 2), ("8-1024", 1), ("8-1024", 2), ("16-32768:log", 1), ("16-32768:log", 2),
+          ("16-256", 8), ("16-256", 64))
+LOG_CHURN = "16-32768:log"  # issue 17: sizes log-uniform over 16 B..32 KiB
 DECORATIONS = ("iterations:", "repeats:")
 RETAINED_BUDGET_KIB = 4096  # trim(): the default retained budget, 4 MiB
-LIMITS = (0.95, 1.0, 1.03, 1.1, 1.3, 2.0, 3.0)  # the targets' thresholds, for fmt_value
+LIMITS = (0.95, 1.0, 1.03, 1.1, 1.15, 1.3, 2.0, 2.5, 3.0)  # the targets' thresholds, for fmt_value
 
 
 # ---- Reading ----------------------------------------------------------------------------
@@ -120,7 +131,7 @@ def memory_key(r):
         return pick("size", 1)
     if s == "phase-shift":
         return (pick("from", 1), pick("to", 2))
-    if s == "churn-peak":
+    if s in ("churn-peak", "rss-per-byte-range"):
         return (pick("lo", 1), pick("hi", 2))
     if s == "per-thread":
         return pick("threads", 1)
@@ -135,6 +146,7 @@ class Target:
     def __init__(self, issue, text, op, limit, unit=""):
         self.issue, self.text, self.op, self.limit, self.unit = issue, text, op, limit, unit
         self.items = []  # (label, value or None)
+        self.note = ""  # printed after the verdict (e.g. that snmalloc was not in the run)
 
     def ok(self, v):
         return v <= self.limit if self.op == "<=" else v >= self.limit
@@ -184,8 +196,8 @@ def shape_rows():
             for a in ALIGNS:
                 rows.append((fam, f"{s}/align:{a}", f"{what}, {s} B, align {a}"))
     for rng, t in CHURNS:
-        rows.append(("BM_Churn", f"{rng}/threads:{t}",
-                     f"churn {rng.replace('-', '–')} B, {t} thread{'s' if t > 1 else ''}"))
+        what = "16 B–32 KiB log-uniform" if rng == LOG_CHURN else f"{rng.replace('-', '–')} B"
+        rows.append(("BM_Churn", f"{rng}/threads:{t}", f"churn {what}, {t} thread{'s' if t > 1 else ''}"))
     rows.append(("BM_ProducerConsumer", "64", "producer/consumer 64 B"))
     return rows
 
@@ -210,6 +222,11 @@ class Throughput:
         """The peer columns of this run: the fixed ones, then each optional peer that was measured."""
         return PEERS + tuple(p for p in OPTIONAL_PEERS if self.has_variant(p))
 
+    def best_peer(self, fam, shape):
+        """(items/s, peer) of the fastest of BEST_PEERS on this shape, or (None, None) when none ran."""
+        found = [(v, p) for p in BEST_PEERS if (v := self.ips(fam, p, shape))]
+        return max(found) if found else (None, None)
+
 
 def throughput_targets():
     return {
@@ -225,6 +242,15 @@ def throughput_targets():
         "ideal": Target(8, "Shard fast pair within 3× the ideal inline loop (cost ratio)", "<=", 3.0, "×"),
         "slabs": Target(9, "A free with 2,000 slabs live ≤ 1.3× a free with 1 slab live", "<=", 1.3, "×"),
         "threads64": Target(14, "16–256 B churn with 64 threads on the 2 cores: ≥ 1.0× mimalloc", ">=", 1.0, "×"),
+        "best_small17": Target(17, "Every 16–256 B shape (pairs, batches of 64, churn on 1 and 2 threads; align 8 "
+                                   "and 16; handle and Allocator): ≥ 1.0× the best of mimalloc, jemalloc and "
+                                   "snmalloc", ">=", 1.0, "×"),
+        "best_churn17": Target(17, "Churn 8–1024 B and 16 B–32 KiB log-uniform (1 and 2 threads, handle and "
+                                   "Allocator): ≥ 1.0× the best peer", ">=", 1.0, "×"),
+        "pc17": Target(17, "Producer/consumer 64 B (handle): ≥ 1.0× snmalloc", ">=", 1.0, "×"),
+        "threads64_17": Target(17, "16–256 B churn with 64 threads: ≥ 1.0× the best peer", ">=", 1.0, "×"),
+        "ideal17": Target(17, "Shard fast pair within 2.5× the ideal inline loop (cost ratio)", "<=", 2.5, "×"),
+        "slabs17": Target(17, "A free with 2,000 slabs live ≤ 1.3× a free with 1 slab live", "<=", 1.3, "×"),
     }
 
 
@@ -237,7 +263,9 @@ def checks_for(fam, shape, variant):
     if fam == "BM_Churn":
         rng, t = shape.split("/threads:")
         threads = int(t)
-    if rng == "8-1024":
+    if rng == LOG_CHURN:
+        pass  # issue 17's shape: none of issue 8's targets, which predate it
+    elif rng == "8-1024":
         out.append(("Glibc", "wide"))
     else:
         out.append(("Glibc", "glibc"))
@@ -250,6 +278,15 @@ def checks_for(fam, shape, variant):
         out.append(("Mimalloc", "shards8"))
     if rng == "16-256" and threads == 64:
         out.append(("Mimalloc", "threads64"))
+    # Issue 17: "Best" is the best-peer column, not a peer.
+    if fam in ("BM_Pair", "BM_Batch64") or (rng == "16-256" and threads in (1, 2)):
+        out.append(("Best", "best_small17"))
+    elif rng in ("8-1024", LOG_CHURN) and threads in (1, 2):
+        out.append(("Best", "best_churn17"))
+    elif rng == "16-256" and threads == 64:
+        out.append(("Best", "threads64_17"))
+    if fam == "BM_ProducerConsumer" and variant == "Sydra":
+        out.append(("Snmalloc", "pc17"))
     return out
 
 
@@ -265,9 +302,14 @@ def throughput_section(tp, targets, lines, chart_rows, context):
             why = "bench-alloc has it, but this run measured none of its shapes (a --benchmark_filter?)"
         lines.append(f"No snmalloc column: {why}.")
         lines.append("")
+    best_of = [PEER_NAMES[p] for p in BEST_PEERS if p in peers]
+    best_of = ", ".join(best_of[:-1]) + " and " + best_of[-1]
+    lines.append(f"\"÷ best peer\" is sydra's throughput over the fastest of {best_of} on that shape "
+                 "(named in the cell): issue 17's yardstick.")
+    lines.append("")
     lines.append("| shape | via | sydra (M items/s) | " + " | ".join(f"÷ {PEER_NAMES[p]}" for p in peers)
-                 + " | cost ÷ ideal |")
-    lines.append("|---|---|" + "---:|" * (len(peers) + 2))
+                 + " | ÷ best peer | cost ÷ ideal |")
+    lines.append("|---|---|" + "---:|" * (len(peers) + 3))
     for fam, shape, label in shape_rows():
         for variant in SYDRA_VARIANTS:
             name = f"{fam}/{variant}/{shape}"
@@ -285,11 +327,22 @@ def throughput_section(tp, targets, lines, chart_rows, context):
                 ok = None if not verdicts or r is None else all(verdicts)
                 cells.append(mark(r, ok) if peer in checks else fmt_ratio(r))
                 chart.append(r)
+            best, best_name = tp.best_peer(fam, shape)
+            r = own / best if own and best else None
+            where = f" ({PEER_NAMES[best_name]})" if best_name else ""
+            verdicts = [targets[k].add(f"{label} ({VIA[variant]}) vs {PEER_NAMES.get(best_name, 'no peer')}", r)
+                        for pc, k in multi if pc == "Best"]
+            ok = None if not verdicts or r is None else all(verdicts)
+            cells.append((mark(r, ok) if verdicts else fmt_ratio(r)) + (where if r is not None else ""))
             ideal = ""
             if fam in ("BM_Pair", "BM_Batch64"):
                 i = tp.ips(fam, "IdealInline", shape)
                 c = i / own if own and i else None
-                ok = targets["ideal"].add(label, c) if (fam == "BM_Pair" and variant == "Sydra") else None
+                ok = None
+                if fam == "BM_Pair" and variant == "Sydra":
+                    ok = targets["ideal"].add(label, c)
+                    ok17 = targets["ideal17"].add(label, c)
+                    ok = None if ok is None else ok and ok17
                 ideal = mark(c, ok)
             own_s = f"{own / 1e6:.1f}" if own else f"error: {tp.errors.get(name, 'missing')}"
             lines.append(f"| {label} | {VIA[variant]} | {own_s} | {' | '.join(cells)} | {ideal} |")
@@ -323,6 +376,7 @@ def other_section(tp, targets, checked, lines, hardened=None):
     lines.append(f"| bucket free+alloc, 256 B, 1 slab live | {fmt_ratio(one)} ns | |")
     lines.append(f"| bucket free+alloc, 256 B, 2000 slabs live | {fmt_ratio(many)} ns | "
                  f"÷ 1 slab: {mark(r, targets['slabs'].add('2000 slabs / 1 slab', r))} (target ≤ 1.3) |")
+    targets["slabs17"].add("2000 slabs / 1 slab", r)
     c = ws / one if ws and one else None
     lines.append(f"| control: 2000 slabs live, 255-block working set | {fmt_ratio(ws)} ns | ÷ 1 slab: "
                  f"{fmt_ratio(c)} (no target: only the slab count differs from /1) |")
@@ -440,6 +494,13 @@ def memory_section(mem, lines, chart_rows, quick):
         "live": Target(14, "1024 threads, blocks live: RSS per thread ≤ glibc's + 16 KiB", "<=", 16, " KiB"),
         "idle": Target(14, "1024 threads, freed and idle: RSS per thread ≤ glibc's + 8 KiB", "<=", 8, " KiB"),
         "exited": Target(14, "1024 threads, after exit: RSS per thread ≤ glibc's + 4 KiB", "<=", 4, " KiB"),
+        "rss17": Target(17, "RSS per requested byte ≤ 1.03 with 1 M live blocks (16, 64 and 256 B)", "<=", 1.03),
+        "rss_range17": Target(17, "RSS per requested byte ≤ 1.15 with live blocks log-uniform over 1–64 KiB",
+                              "<=", 1.15),
+        "phase17": Target(17, "Phase shift: peak RSS ≤ 1.1× the first phase's (16→128 B, 64→256 B)", "<=", 1.1),
+        "live17": Target(17, "1024 threads, blocks live: RSS per thread ≤ glibc's + 16 KiB", "<=", 16, " KiB"),
+        "idle17": Target(17, "1024 threads, freed and idle: RSS per thread ≤ glibc's + 8 KiB", "<=", 8, " KiB"),
+        "exited17": Target(17, "1024 threads, after exit: RSS per thread ≤ glibc's + 4 KiB", "<=", 4, " KiB"),
     }
     head = "| | sydra | glibc | mimalloc | jemalloc | sydra ÷ glibc | sydra ÷ mimalloc | sydra ÷ jemalloc |"
     rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -460,10 +521,29 @@ def memory_section(mem, lines, chart_rows, quick):
     for s in SIZES:
         vals = {a: mem_value(mem, "rss-per-byte", s, a, "rss_per_byte") for a in MEM_ALLOCATORS}
         ok = t["rss"].add(f"{s} B", vals["sydra"])
+        t["rss17"].add(f"{s} B", vals["sydra"])
         lines.append(f"| {s} B | {mark(vals['sydra'], ok)} | "
                      + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals))
                      + " |")
         chart_rows.append((f"RSS per byte, {s} B", ratio_list(vals)))
+    lines.append("")
+
+    # Issue 17: the pooled range above 1 KiB, sizes log-uniform (rss-per-byte-range).
+    lo, hi = 1024, 65536
+    r = next((mem[(sc, k, a)] for (sc, k, a) in mem if sc == "rss-per-byte-range" and k == (lo, hi)
+              and "error" not in mem[(sc, k, a)]), {})
+    req = r.get("requested_bytes")
+    lines.append(f"**RSS per requested byte, 1–64 KiB**: {r.get('blocks', '?')} live blocks of sizes log-uniform over "
+                 f"{lo}..{hi} B ({f'{req / 2**20:.0f} MiB' if req else '?'} requested, the same sizes for every "
+                 f"allocator), (RSS with the blocks live − RSS before) ÷ requested bytes:")
+    lines.append("")
+    lines.append(head.replace("| |", "| block sizes |"))
+    lines.append(rule)
+    vals = {a: mem_value(mem, "rss-per-byte-range", (lo, hi), a, "rss_per_byte") for a in MEM_ALLOCATORS}
+    ok = t["rss_range17"].add("1–64 KiB", vals["sydra"])
+    lines.append(f"| 1–64 KiB | {mark(vals['sydra'], ok)} | "
+                 + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals)) + " |")
+    chart_rows.append(("RSS per byte, 1–64 KiB", ratio_list(vals)))
     lines.append("")
 
     lines.append("**Free everything, then trim** (16, 64 and 256 B blocks in turn; KiB of RSS above the start; "
@@ -501,6 +581,7 @@ def memory_section(mem, lines, chart_rows, quick):
     for a_from, a_to in ((16, 128), (64, 256)):
         vals = {a: mem_value(mem, "phase-shift", (a_from, a_to), a, "peak_ratio") for a in MEM_ALLOCATORS}
         ok = t["phase"].add(f"{a_from}→{a_to} B", vals["sydra"])
+        t["phase17"].add(f"{a_from}→{a_to} B", vals["sydra"])
         lines.append(f"| {a_from} → {a_to} B | {mark(vals['sydra'], ok)} | "
                      + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS[1:]) + " | " + " | ".join(ratio_cells(vals))
                      + " |")
@@ -542,6 +623,7 @@ def memory_section(mem, lines, chart_rows, quick):
             cell = f"{d:+.2f}" if d is not None else "n/a"
             if n == 1024:
                 ok = t[key].add(f"N=1024, {phase}", d)
+                t[key + "17"].add(f"N=1024, {phase}", d)
                 cell = "n/a" if d is None else f"{d:+.2f}" + (" ✓" if ok else " ✗ FAIL")
                 chart_rows.append((f"per thread, 1024 threads, {phase}", ratio_list(vals)))
             lines.append(f"| {n}, {phase} | " + " | ".join(num(vals[a]) for a in MEM_ALLOCATORS) + f" | {cell} | "
@@ -643,7 +725,7 @@ def targets_table(all_targets, lines):
         else:
             unit = tg.unit if tg.unit != "×" else ""
             measured = f"{fmt_value(worst)}{unit} ({where})" + (f"; {n_ok} of {n} met" if n > 1 else "")
-        lines.append(f"| #{tg.issue} | {tg.text} | {measured} | **{v}** |")
+        lines.append(f"| #{tg.issue} | {tg.text} | {measured} | **{v}**{f' ({tg.note})' if tg.note else ''} |")
     lines.append("")
     return counts
 
@@ -698,8 +780,11 @@ set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb 'b
     return None
 
 
-def programs_section(path, lines):
-    """Issue 11: wall time and peak RSS of real programs under each malloc (medians), as ratios."""
+def programs_section(path, lines, target=None):
+    """Issue 11: wall time and peak RSS of real programs under each malloc (medians), as ratios.
+
+    Issue 17 (target): the geometric mean of sydra's wall times over the programs every allocator ran, over
+    the best peer's (the lower geometric mean of mimalloc and jemalloc)."""
     runs = []
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as f:
@@ -738,6 +823,21 @@ def programs_section(path, lines):
     if vs_mi:
         gm = math.exp(sum(math.log(v) for v in vs_mi) / len(vs_mi))
         lines += ["", f"Geometric mean of sydra/mimalloc wall time: {mark(gm, gm <= 1.0)}."]
+    if target is not None:
+        target.note = "best of mimalloc and jemalloc: snmalloc has no LD_PRELOAD library here"
+        common = [p for p in progs if all((p, a) in med for a in allocs)]
+        gms = {a: math.exp(sum(math.log(med[(p, a)][0]) for p in common) / len(common)) for a in allocs} \
+            if common else {}
+        peers = [a for a in ("mimalloc", "jemalloc") if a in gms]
+        if gms and peers:
+            best = min(peers, key=gms.get)
+            r = gms["sydra"] / gms[best]
+            ok = target.add(f"{len(common)} programs, vs {best}", r)
+            lines += ["", "Geometric mean of wall time over the " + str(len(common)) + " programs: "
+                      + ", ".join(f"{a} {gms[a]:.2f} s" for a in allocs)
+                      + f"; sydra ÷ best peer ({best}): {mark(r, ok)} (issue 17)."]
+        else:
+            target.add("programs", None)
     lines.append("")
 
 
@@ -784,6 +884,14 @@ def main(argv):
     other_section(tp, targets, checked, other, hardened)
     memory_lines = []
     mem_targets = memory_section(mem, memory_lines, mem_chart_rows, args.quick)
+    prog_target = Target(17, "Real programs under libsydra-malloc.so: geometric mean of wall time ≤ the best "
+                             "peer's", "<=", 1.0, "×")
+    prog_lines = []
+    programs_section(args.programs, prog_lines, prog_target)
+    if "Snmalloc" not in tp.peers():
+        for k in ("best_small17", "best_churn17", "threads64_17"):
+            targets[k].note = "no snmalloc in this run: best of mimalloc and jemalloc"
+        targets["pc17"].note = "no snmalloc in this run: SNMALLOC_SRC unset"
 
     lines = ["# sydra-alloc benchmarks", ""]
     if args.quick:
@@ -799,12 +907,16 @@ def main(argv):
     all_targets = [targets[k] for k in ("glibc", "mimalloc", "shards8", "wide", "pc", "retire", "ideal")]
     all_targets += [mem_targets[k] for k in ("rss", "phase", "trim", "churn")] + [targets["slabs"]]
     all_targets += [targets["threads64"]] + [mem_targets[k] for k in ("live", "idle", "exited")]
+    all_targets += [targets[k] for k in ("best_small17", "best_churn17", "pc17", "threads64_17")]
+    all_targets += [mem_targets[k] for k in ("live17", "idle17", "exited17")]
+    all_targets += [targets[k] for k in ("ideal17", "slabs17")]
+    all_targets += [mem_targets[k] for k in ("rss17", "rss_range17", "phase17")] + [prog_target]
     lines += ["## Targets", ""]
     counts = targets_table(all_targets, lines)
     lines += [f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['MISSING']} MISSING. Benchmarks inform, they do "
               "not gate.", ""]
 
-    lines += ["## Issue 8: throughput", ""]
+    lines += ["## Issues 8 and 17: throughput", ""]
     svg_note = gnuplot_chart(chart_rows, os.path.abspath(args.svg),
                              "sydra throughput / peer throughput, per shape (higher is better)",
                              "ratio (log scale)", True, os.path.join(args.builddir, "charts"), tp.peers())
@@ -815,7 +927,7 @@ def main(argv):
     lines += body
     lines += ["## Container workload (issue 10)", ""]
     container_section(tp, lines)
-    lines += ["## Issues 9 and 14: memory", ""]
+    lines += ["## Issues 9, 14 and 17: memory", ""]
     mem_note = gnuplot_chart(mem_chart_rows, os.path.abspath(mem_svg),
                              "sydra / peer, memory (lower is better)", "ratio (log scale)", False,
                              os.path.join(args.builddir, "charts"))
@@ -825,7 +937,7 @@ def main(argv):
         lines += [f"(chart: {mem_note})", ""]
     lines += memory_lines
     lines += ["## Issue 11: real programs on libsydra-malloc.so", ""]
-    programs_section(args.programs, lines)
+    lines += prog_lines
     lines += ["## Other families (sydra only)", ""] + other
 
     lines += ["## Commands", "", "```"]
