@@ -264,14 +264,20 @@ constexpr std::size_t fallback_bin_of(std::size_t len) noexcept {
 }
 
 namespace detail {
+// class_of() sees a length only through its 8-byte step, so the first and
+// the last length of every step stand for all of them: 16 Ki checks for a
+// 64 KiB table, where one per length would pass clang's constexpr step limit.
+template <class Table>
+consteval bool len_ok(std::size_t len) {
+  const unsigned c = Table::class_of(len);
+  if (Table::sizes[c] < len || (c > 0 && Table::sizes[c - 1] >= len)) return false;
+  const unsigned c16 = Table::class_of(len, 16);
+  return c16 >= Table::count || (Table::sizes[c16] % 16 == 0 && Table::sizes[c16] >= len);
+}
 template <class Table>
 consteval bool lut_ok() {
-  for (std::size_t len = 1; len <= Table::max_size; ++len) {
-    const unsigned c = Table::class_of(len);
-    if (Table::sizes[c] < len || (c > 0 && Table::sizes[c - 1] >= len)) return false;
-    const unsigned c16 = Table::class_of(len, 16);
-    if (c16 < Table::count && (Table::sizes[c16] % 16 != 0 || Table::sizes[c16] < len)) return false;
-  }
+  for (std::size_t step = 1; step <= Table::max_size / pool_alignment; ++step)
+    if (!len_ok<Table>(step * pool_alignment - pool_alignment + 1) || !len_ok<Table>(step * pool_alignment)) return false;
   return true;
 }
 consteval bool bounds_ok() {
