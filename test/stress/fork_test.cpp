@@ -14,6 +14,7 @@
 // exact. Seed printed; SYDRA_STRESS_SEED replays, SYDRA_STRESS_SCALE scales
 // the number of forks (1,000 at 1).
 #include <sydra/alloc.hpp>
+#include "../support/stress_params.hpp"
 
 #include <gtest/gtest.h>
 
@@ -45,14 +46,6 @@ using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
 // the fallback either way.
 constexpr bool child_may_malloc = !SYDRA_ALLOC_ASAN && !SYDRA_ALLOC_TSAN;
 
-double scale() {
-  const char* s = std::getenv("SYDRA_STRESS_SCALE");
-  return s != nullptr ? std::atof(s) : 1.0;
-}
-unsigned seed() {
-  const char* s = std::getenv("SYDRA_STRESS_SEED");
-  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
-}
 
 struct Block {
   unsigned char* p;
@@ -138,8 +131,8 @@ int child_body(Pool& h, unsigned s) {
 }
 
 TEST(Fork, AtAnyMomentEveryChildIsWholeAndNothingIsLost) {
-  const unsigned s = seed();
-  const int forks = std::max(20, static_cast<int>(1000 * scale()));
+  const unsigned s = sa::test::stress_seed();
+  const int forks = std::max(20, static_cast<int>(1000 * sa::test::stress_scale()));
   std::printf("fork stress: seed %u (SYDRA_STRESS_SEED=%u replays), %d forks\n", s, s, forks);
   Pool h;
   std::atomic<bool> stop{false};

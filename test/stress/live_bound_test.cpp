@@ -15,6 +15,7 @@
 // SYDRA_STRESS_SCALE multiplies the work; SYDRA_STRESS_SEED replays a run.
 // The seed is always printed.
 #include <sydra/alloc.hpp>
+#include "../support/stress_params.hpp"
 
 #include <gtest/gtest.h>
 
@@ -36,14 +37,6 @@ constexpr std::size_t slot_count = 1024;
 constexpr int threads_at_once = 4;
 constexpr int generations = 3;  // threads exit with blocks still in the slots; new ones take over
 
-double scale() {
-  const char* s = std::getenv("SYDRA_STRESS_SCALE");
-  return s != nullptr ? std::atof(s) : 1.0;
-}
-unsigned seed() {
-  const char* s = std::getenv("SYDRA_STRESS_SEED");
-  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
-}
 
 struct Header {
   std::uint64_t cookie;
@@ -99,8 +92,8 @@ Layers check_snapshot(const sa::Stats& st) {
 
 template <class Handle>
 void run_live_bound() {
-  const unsigned s = seed();
-  const double k = scale();
+  const unsigned s = sa::test::stress_seed();
+  const double k = sa::test::stress_scale();
   const int ops = static_cast<int>(8000 * k);
   std::printf("live-bound seed=%u scale=%.2f ops/thread=%d policy=%s max_pooled=%zu\n", s, k, ops,
               Handle::PolicyType::name, static_cast<std::size_t>(Handle::Classes::max_size));

@@ -7,6 +7,7 @@
 // the caches are taken under their locks) and once more with rseq turned off
 // (GLIBC_TUNABLES=glibc.pthread.rseq=0). Prints its seed.
 #include <sydra/alloc.hpp>
+#include "../support/stress_params.hpp"
 
 #include <gtest/gtest.h>
 
@@ -26,14 +27,6 @@ namespace {
 
 using Pool = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
 
-double scale() {
-  const char* s = std::getenv("SYDRA_STRESS_SCALE");
-  return s != nullptr ? std::atof(s) : 1.0;
-}
-unsigned seed() {
-  const char* s = std::getenv("SYDRA_STRESS_SEED");
-  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
-}
 
 struct Header {
   std::uint64_t cookie;
@@ -55,8 +48,8 @@ std::vector<int> allowed_cpus() {
 }
 
 TEST(Migration, ThreadsMovingBetweenCpusLoseNoBlock) {
-  const unsigned s = seed();
-  const int ops = static_cast<int>(30000 * scale());
+  const unsigned s = sa::test::stress_seed();
+  const int ops = static_cast<int>(30000 * sa::test::stress_scale());
   const std::vector<int> cpus = allowed_cpus();
   std::printf("migration seed=%u ops/thread=%d cpus=%zu rseq=%d\n", s, ops, cpus.size(),
               static_cast<int>(sa::pal::rseq_registered()));

@@ -6,6 +6,7 @@
 // could still see it is pinned shows up as a broken sentinel or payload.
 // Bounded in time; prints its seed (SYDRA_STRESS_SEED replays it).
 #include <sydra/alloc.hpp>
+#include "../support/stress_params.hpp"
 
 #include <gtest/gtest.h>
 
@@ -31,21 +32,13 @@ static_assert(sizeof(Node) == 64);
 constexpr std::uint64_t sentinel_value = 0x5E471E15E471E1ull;
 constexpr std::uint64_t poison_value = 0xDEADDEADDEADDEADull;
 
-double scale() {
-  const char* s = std::getenv("SYDRA_STRESS_SCALE");
-  return s != nullptr ? std::atof(s) : 1.0;
-}
-unsigned seed() {
-  const char* s = std::getenv("SYDRA_STRESS_SEED");
-  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
-}
 
 TEST(ReaderInvariant, FourWritersRetiringFourReadersPinned) {
   constexpr int writers = 4, readers = 4;
   constexpr std::size_t slots_n = 16;
   Pool h(Pool::Options{.pool = {.shards = 4}});
-  const unsigned s = seed();
-  const auto run_for = std::chrono::milliseconds(static_cast<long>(800 * scale()));
+  const unsigned s = sa::test::stress_seed();
+  const auto run_for = std::chrono::milliseconds(static_cast<long>(800 * sa::test::stress_scale()));
   std::printf("reader invariant seed=%u writers=%d readers=%d run=%lldms\n", s, writers, readers,
               static_cast<long long>(run_for.count()));
   std::fflush(stdout);

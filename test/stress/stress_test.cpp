@@ -9,6 +9,7 @@
 // SYDRA_STRESS_SCALE multiplies the work (the soak suite sets it);
 // SYDRA_STRESS_SEED replays a run. The seed is always printed.
 #include <sydra/alloc.hpp>
+#include "../support/stress_params.hpp"
 
 #include <gtest/gtest.h>
 
@@ -42,14 +43,6 @@ std::uint64_t cookie_of(const void* p, std::size_t len, std::size_t align) {
 }
 unsigned char fill_of(std::uint64_t cookie) { return static_cast<unsigned char>(cookie >> 56); }
 
-double scale() {
-  const char* s = std::getenv("SYDRA_STRESS_SCALE");
-  return s != nullptr ? std::atof(s) : 1.0;
-}
-unsigned seed() {
-  const char* s = std::getenv("SYDRA_STRESS_SEED");
-  return s != nullptr ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
-}
 
 template <class H>
 concept Epochs = requires(H& h) { h.retire(nullptr, 0, 0); };
@@ -79,8 +72,8 @@ void check_block(void* p) {
 
 template <class Handle>
 void run_stress() {
-  const unsigned s = seed();
-  const double k = scale();
+  const unsigned s = sa::test::stress_seed();
+  const double k = sa::test::stress_scale();
   const int ops = static_cast<int>(20000 * k);
   std::printf("stress seed=%u scale=%.2f ops/thread=%d policy=%s\n", s, k, ops, Handle::PolicyType::name);
   std::fflush(stdout);
