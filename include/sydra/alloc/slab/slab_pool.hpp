@@ -235,15 +235,8 @@ class SlabPool {
   // no longer wait for it.
   void fork_child() noexcept {
     for (SlabMeta* m = in_flight_victims_; m != nullptr;) {
-      SlabMeta* next = m->next;
       m->committed = true;
-      m->next = nullptr;
-      m->prev = retained_tail_;
-      if (retained_tail_ != nullptr) retained_tail_->next = m;
-      else retained_head_ = m;
-      retained_tail_ = m;
-      ++retained_;
-      m = next;
+      m = retain_oldest(m);
     }
     in_flight_ = 0;
     in_flight_victims_ = nullptr;
@@ -425,22 +418,27 @@ class SlabPool {
       ++decommits_;
       m = next;
     }
-    for (SlabMeta* m = kept; m != nullptr;) {  // back at the old end, still retained
-      SlabMeta* next = m->next;
-      m->next = nullptr;
-      m->prev = retained_tail_;
-      if (retained_tail_ != nullptr) retained_tail_->next = m;
-      else retained_head_ = m;
-      retained_tail_ = m;
-      ++retained_;
-      m = next;
-    }
+    for (SlabMeta* m = kept; m != nullptr;) m = retain_oldest(m);  // back at the old end, still retained
     if (kept != nullptr) cannot_decommit_ = true;
     in_flight_ = 0;
     in_flight_victims_ = nullptr;
     retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
     note_surplus();  // what is still beyond the budget (younger slabs; a trim that kept more)
     return freed;
+  }
+
+  // Under mu_: puts m at the old end of the retained list (it is due for
+  // decommit first); returns the slab its `next` pointed to, so that a chain
+  // linked through `next` can be walked while it is appended.
+  SlabMeta* retain_oldest(SlabMeta* m) noexcept {
+    SlabMeta* next = m->next;
+    m->next = nullptr;
+    m->prev = retained_tail_;
+    if (retained_tail_ != nullptr) retained_tail_->next = m;
+    else retained_head_ = m;
+    retained_tail_ = m;
+    ++retained_;
+    return next;
   }
 
   // Under mu_: tells the idle registry when the oldest surplus slab is due.
