@@ -99,7 +99,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
           if (SYDRA_LIKELY(shards_.bound(e))) {
             if (e.hot != nullptr) {
               if (void* p; shards_.pop(e.hot, cls, p)) return pooled_out(p);  // this thread's shard: no lock
-              return alloc_slow(len, align, cls);                           // refill its magazine
+              return alloc_slow(len, align, cls);                           // fill its head from its slabs
             }
           } else if (shards_.running()) {
             return alloc_slow(len, align, cls);  // this thread's first use: bind, take a shard if one is free
@@ -140,14 +140,14 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
 
  private:
   // A free whose block the caller's fast path has checked (this handle's, the
-  // start of a block of class cls): the owner's magazine, this CPU's cache,
-  // or the slow route.
+  // start of a block of class cls): its slab's free list (the owner), this
+  // CPU's cache, or the slow route.
   SYDRA_FAST_PATH void free_block(SlabMeta* m, void* mem, unsigned cls, std::size_t len, std::size_t align) noexcept {
     if constexpr (hardened) mark_freed(mem);  // aborts if it already was
     if constexpr (Shards::enabled) {
       const detail::ThreadEntry& e = shards_.entry();
-      if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, cls, mem))
-        return;  // the owner's magazine
+      if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, m, cls, mem))
+        return;  // the owner: onto its slab's free list
     }
     if constexpr (Buckets::enabled) {
       if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
@@ -485,35 +485,35 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
       return false;
     }
   }
-  // Hardened policies: a freed pooled block carries a canary in its first
+  // Hardened policies: a freed pooled block carries a canary in its second
   // word (the per-process secret mixed with its address), written by the free
   // and cleared when the block is handed out again. A free that finds its
-  // canary already there is a double free. It catches a second free while the
-  // block sits in a magazine or a per-CPU cache (where a double free usually
-  // lands); once the block is back on a free list its first word is a link
-  // (encoded and checked: see Links), and a second free then goes unnoticed.
+  // canary already there is a double free, wherever the block waits: every
+  // free list links through the first word only (see Links), so the canary
+  // stays until the block is handed out.
   static std::uint64_t canary(const void* p) noexcept {
     return pal::process_secret() ^ reinterpret_cast<std::uintptr_t>(p) ^ 0xF4EEDB10CCull;
   }
+  static volatile std::uint64_t* canary_word(void* p) noexcept { return static_cast<volatile std::uint64_t*>(p) + 1; }
   SYDRA_NO_ASAN static void mark_freed(void* p) noexcept {
-    track::link_access_begin(p, sizeof(std::uint64_t));
-    auto* word = static_cast<volatile std::uint64_t*>(p);
+    track::link_access_begin(p, sizeof(FreeNode));
+    volatile std::uint64_t* word = canary_word(p);
     const bool again = *word == canary(p);
     if (!again) *word = canary(p);
-    track::link_access_end(p, sizeof(std::uint64_t));
+    track::link_access_end(p, sizeof(FreeNode));
     if (again) misuse(Misuse::double_free, "pooled block freed twice (hardened policy)", p, 0, 0);
   }
   SYDRA_NO_ASAN static void check_not_freed(void* p) noexcept {  // retire(): read, never write
-    track::link_access_begin(p, sizeof(std::uint64_t));
-    const bool again = *static_cast<volatile std::uint64_t*>(p) == canary(p);
-    track::link_access_end(p, sizeof(std::uint64_t));
+    track::link_access_begin(p, sizeof(FreeNode));
+    const bool again = *canary_word(p) == canary(p);
+    track::link_access_end(p, sizeof(FreeNode));
     if (again) misuse(Misuse::double_free, "retire of a freed pooled block (hardened policy)", p, 0, 0);
   }
 
   // Checked builds mark each pooled block live, so a second free is caught;
   // hardened policies clear the freed-block canary.
   SYDRA_FAST_PATH void* pooled_out(void* p) noexcept {
-    if constexpr (hardened) *static_cast<std::uint64_t*>(p) = 0;
+    if constexpr (hardened) static_cast<std::uint64_t*>(p)[1] = 0;
 #if SYDRA_ALLOC_CHECKED
     SlabMeta* m = Pagemap::lookup(p);
     m->mark_live(static_cast<std::size_t>(static_cast<char*>(p) - m->base) / m->block_size, true);

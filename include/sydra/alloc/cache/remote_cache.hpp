@@ -1,17 +1,13 @@
 // RemoteCache: a shard owner's frees of other shards' blocks, batched per
-// destination, as snmalloc's remote deallocation cache does.
+// slab, as snmalloc's remote deallocation cache builds per-slab segments
+// before it sends them.
 //
-// A remote free links the block into the batch for (destination shard,
-// class): a store into the freed block, nothing shared. When a batch reaches
-// `batch` blocks, or its slot is wanted for another destination, or the owner
-// reaches a slow path, exits or collects, the batch is published: one
-// compare-exchange pushes the whole chain onto the destination's deferred
-// stack, stamped with the epoch of the publication (every block in it was
-// freed at or before that epoch, so the stamp only ever errs on the safe side).
-//
-// Chain format on a deferred stack: the first block of each batch carries the
-// batch's epoch stamp (never 0); the blocks after it carry 0, "same batch".
-// Owner-only.
+// A remote free links the block into the batch for its slab: a store into
+// the freed block, nothing shared. When a batch reaches its limit, or its way
+// is wanted for another slab, or the owner reaches a slow path, exits or
+// collects, the batch is published: one compare-exchange pushes the whole
+// chain onto the slab's thread_free (shard/remote_free.hpp), whose owner
+// takes it whole, without walking it. Owner-only.
 #pragma once
 
 #include <sydra/alloc/slab/slab_meta.hpp>
@@ -28,26 +24,24 @@ class RemoteCache {
   static constexpr unsigned ways = 16;
 
   struct Batch {
-    void* dest = nullptr;  // the destination shard (opaque here)
-    std::uint32_t cls = 0;
+    SlabMeta* slab = nullptr;  // the blocks' slab
     std::uint32_t count = 0;
     FreeNode* head = nullptr;
     FreeNode* tail = nullptr;
   };
 
-  // Adds a block for (dest, cls). Calls publish(batch) for a batch that must
-  // leave first (a different destination in the slot, or a full one).
+  // Adds a block of slab m. Calls publish(batch) for a batch that must leave
+  // first (another slab's in the way, or a full one).
   template <class Publish>
-  SYDRA_FAST_PATH void add(void* dest, std::uint32_t dest_index, std::uint32_t cls, void* block,
-                           std::uint32_t batch_limit, Publish&& publish) noexcept {
-    Batch& b = ways_[(dest_index * 7 + cls) % ways];
-    if (SYDRA_UNLIKELY(b.dest != dest || b.cls != cls)) {
+  SYDRA_FAST_PATH void add(SlabMeta* m, void* block, std::uint32_t batch_limit, Publish&& publish) noexcept {
+    // SlabMeta records are 128 bytes apart: bits 7 and up tell them apart.
+    Batch& b = ways_[(reinterpret_cast<std::uintptr_t>(m) >> 7) % ways];
+    if (SYDRA_UNLIKELY(b.slab != m)) {
       if (b.count != 0) emit(b, publish);
-      b.dest = dest;
-      b.cls = cls;
+      b.slab = m;
     }
     auto* n = static_cast<FreeNode*>(block);
-    Links<Hardened>::store_link(n, b.head, 0);
+    Links<Hardened>::store_next(n, b.head);
     b.head = n;
     if (b.tail == nullptr) b.tail = n;
     if (++b.count >= batch_limit) emit(b, publish);

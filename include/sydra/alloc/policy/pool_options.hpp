@@ -14,10 +14,8 @@ namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
 struct ShardCacheOptions {
-  std::size_t bytes_per_class = 8 * 1024;  // a shard's magazine: capacity = this / class size, within [min, max]
-  std::uint32_t min_blocks = 16;
-  std::uint32_t max_blocks = 64;
-  std::size_t max_bytes_per_class = 128 * 1024;  // large classes: min_blocks gives way to this (at least 2 blocks)
+  std::size_t carve_bytes = 4 * 1024;  // a shard carves this much of a slab's untouched tail at a time (at least a block)
+  std::uint32_t remote_batch = 64;     // a thread's frees of one remote slab, batched before they are published
 };
 
 struct PoolOptions {
@@ -25,7 +23,7 @@ struct PoolOptions {
   std::size_t shards = policy_shards;  // number of shards; policy_shards = the policy's count; 0 = no shard manager
   TimedLockConfig lock_timing{};       // bucket locks, when they are TimedLock
   CpuCacheOptions cpu_cache{};         // the bucket layer's per-CPU caches
-  ShardCacheOptions shard_cache{};     // each shard's magazines
+  ShardCacheOptions shard_cache{};     // how each shard carves its slabs and batches its remote frees
   SlabPoolOptions slabs{};             // reservation, retention and decommit
 };
 

@@ -9,16 +9,16 @@
 // free is a miss and uses the bucket layer.
 //
 // ShardLayer composes the shard layer's parts (shard/):
-//   magazine.hpp  a shard's state, and its owner's lists: per class, a
-//                 magazine (the fast path) and the shard's slabs
-//   inbox.hpp     the receiving side of remote frees: per class, the deferred
-//                 stack other threads publish to, and the ready list
-//   counts.hpp    snapshot counting: stats rows and the leak report
-//   epochs.hpp    enter/leave/advance, retire and the retire bags
+//   owner_slabs.hpp  a shard's state, and its owner's slabs: per class, the
+//                    head the fast path pops (the current slab's blocks) and
+//                    the slabs with their own free lists
+//   remote_free.hpp  other threads' frees: onto the block's slab's
+//                    thread_free, and news of it to the owner
+//   counts.hpp       snapshot counting: stats rows and the leak report
+//   epochs.hpp       enter/leave/advance, retire and the retire bags
 // and owns what ties them together: which thread holds which shard (each
-// thread's binding), the sending side of remote frees (batches in the
-// owner's cache/remote_cache.hpp, published to the destination's inbox), and
-// the order of the slow paths.
+// thread's binding), the sending side of remote frees (per-slab batches in
+// the owner's cache/remote_cache.hpp), and the order of the slow paths.
 #pragma once
 
 #include <sydra/alloc/detail/thread_registry.hpp>
@@ -28,8 +28,8 @@
 #include <sydra/alloc/policy/pool_options.hpp>
 #include <sydra/alloc/shard/counts.hpp>
 #include <sydra/alloc/shard/epochs.hpp>
-#include <sydra/alloc/shard/inbox.hpp>
-#include <sydra/alloc/shard/magazine.hpp>
+#include <sydra/alloc/shard/owner_slabs.hpp>
+#include <sydra/alloc/shard/remote_free.hpp>
 
 #include <algorithm>
 #include <array>
@@ -71,18 +71,13 @@ class ShardLayer final : public detail::ThreadHost {
   using Shard = sydra::alloc::Shard<Ctx>;
   using Remote = typename Shard::Remote;
   using Counts = ShardCounts<Shard>;
-  static constexpr std::uint32_t max_magazine = Shard::max_magazine;
   static constexpr std::size_t binding_bytes = 32;  // a thread's binding, from the backing heap (checked below)
 
   ShardLayer(Pool& pool, const PoolOptions& options, Allocator backing, ShardHooks hooks) noexcept
-      : pool_(pool), backing_(backing), epochs_(backing, hooks.free_fn, hooks.ctx) {
-    for (unsigned c = 0; c < Classes::count; ++c) {
-      const ShardCacheOptions& o = options.shard_cache;
-      const std::size_t cap = cache_blocks(Classes::sizes[c], o.bytes_per_class, std::min<std::size_t>(o.min_blocks, max_magazine),
-                                           std::min<std::size_t>(o.max_blocks, max_magazine), o.max_bytes_per_class);
-      cap_[c] = static_cast<std::uint32_t>(std::min<std::size_t>(cap, max_magazine));
-      batch_[c] = cap_[c] / 2;
-    }
+      : pool_(pool),
+        backing_(backing),
+        remote_batch_(std::max<std::uint32_t>(options.shard_cache.remote_batch, 1)),
+        epochs_(backing, hooks.free_fn, hooks.ctx) {
     const std::size_t n = options.shards == PoolOptions::policy_shards ? Features.count : options.shards;
     if (n == 0) return;  // seed: allocator_shards = 0 -> no manager
     void* mem = backing.alloc(n * sizeof(Shard), alignof(Shard));
@@ -90,7 +85,7 @@ class ShardLayer final : public detail::ThreadHost {
     shards_ = static_cast<Shard*>(mem);
     for (std::size_t i = 0; i < n; ++i) {
       Shard* s = ::new (&shards_[i]) Shard(static_cast<std::uint32_t>(i));
-      for (unsigned c = 0; c < Classes::count; ++c) s->mag[c].cap = cap_[c];
+      s->carve_bytes = static_cast<std::uint32_t>(std::clamp<std::size_t>(options.shard_cache.carve_bytes, 1, slab_bytes));
     }
     id_ = detail::register_host(this);
     slot_ = static_cast<std::uint32_t>(id_ % detail::ThreadCache::ways);
@@ -113,7 +108,7 @@ class ShardLayer final : public detail::ThreadHost {
   }
 
   // Before the handle counts its leaks: every thread's binding is dropped
-  // (its remote batches published, its magazines emptied, its retire bag
+  // (its remote batches published, its heads emptied, its retire bag
   // sealed), then every retired block is freed, pinned readers or not:
   // nothing may outlive the handle. From the first step on, this layer hands
   // out no binding, so the frees that reclaiming makes take the paths that
@@ -126,7 +121,7 @@ class ShardLayer final : public detail::ThreadHost {
         id_, [](void* self, void* state) { static_cast<ShardLayer*>(self)->drop(static_cast<Binding*>(state)); },
         this);
     if constexpr (Features.epochs) epochs_.reclaim_all();  // no lock held: the handle's free may run
-    for (std::size_t i = 0; i < count_; ++i) collect_shard(shards_[i], /*everything=*/true);
+    for (std::size_t i = 0; i < count_; ++i) reclaim_shard(shards_[i], /*everything=*/true);
   }
 
   bool running() const noexcept { return count_ != 0; }
@@ -168,15 +163,15 @@ class ShardLayer final : public detail::ThreadHost {
 
   // ---- The fast path -----------------------------------------------------------
   // The handle reads this thread's entry once (entry(), bound()), then pops
-  // from its shard's magazine (pop(); the magazine's half is Shard::pop and
-  // Shard::push, shard/magazine.hpp). No call on the way: an empty magazine
-  // returns nullptr and the handle's slow path refills it.
+  // from its shard's head (pop(); the shard's half is Shard::pop and
+  // Shard::push, shard/owner_slabs.hpp). No call on the way: an empty head
+  // returns nullptr and the handle's slow path fills it.
   SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept { return detail::thread_cache.entries[slot_]; }
   // The entry is this layer's: the thread is bound (entry.hot is its shard,
   // or nullptr for a thread that found none free).
   SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == id_; }
 
-  // False when the magazine is empty (out is then untouched).
+  // False when the head is empty (out is then untouched).
   SYDRA_FAST_PATH bool pop(void* shard, unsigned cls, void*& out) noexcept {
     return static_cast<Shard*>(shard)->pop(cls, out);
   }
@@ -189,25 +184,22 @@ class ShardLayer final : public detail::ThreadHost {
     return p;
   }
 
-  // The owner's free of its own block, onto a magazine with room. False
+  // The owner's free of its own block, onto its slab's free list. False
   // (nothing done) for anything else.
   SYDRA_FAST_PATH bool free_fast(SlabMeta* slab, void* p) noexcept {
     const detail::ThreadEntry& e = entry();
     if (SYDRA_UNLIKELY(e.id != id_ || e.hot != slab->owner)) return false;
-    return push(e.hot, slab->size_class, p);
+    return push(e.hot, slab, slab->size_class, p);
   }
   // The handle's free fast path: `shard` is this thread's (from its entry)
-  // and `cls` the class the caller's length names; the handle has checked
-  // both against the slab. Taking the addresses from them rather than from
-  // the slab's metadata keeps the next allocation's loads off the pagemap
-  // lookup's chain of dependent loads.
-  SYDRA_FAST_PATH bool push(void* shard, unsigned cls, void* p) noexcept {
-    return static_cast<Shard*>(shard)->push(cls, p);
+  // and owns slab m; `cls` the class the handle checked against the slab.
+  SYDRA_FAST_PATH bool push(void* shard, SlabMeta* m, unsigned cls, void* p) noexcept {
+    return static_cast<Shard*>(shard)->push(m, cls, p);
   }
   // ---- End of the fast path ----------------------------------------------------
 
-  // The whole of an allocation: the fast path, then binding a shard, refilling
-  // the magazine. nullptr: no shard for this thread, or out of memory.
+  // The whole of an allocation: the fast path, then binding a shard, filling
+  // the head. nullptr: no shard for this thread, or out of memory.
   SYDRA_SLOW_PATH void* alloc(unsigned cls) noexcept {
     if (void* p = alloc_fast(cls)) return p;
     const detail::ThreadEntry& e = entry();
@@ -216,13 +208,11 @@ class ShardLayer final : public detail::ThreadHost {
     return alloc_refill(*s, cls);
   }
 
-  // The whole of a free of one of this layer's blocks: the owner's magazine
-  // (spilling half to the slabs when full), or a deferral to the owner.
+  // The whole of a free of one of this layer's blocks: onto its slab's free
+  // list (the owner), or its thread_free (anyone else, batched per slab).
   SYDRA_SLOW_PATH void free(SlabMeta* slab, void* p) noexcept {
     if (free_fast(slab, p)) return;
-    const unsigned cls = slab->size_class;
-    track::on_take_back(p, Classes::sizes[cls]);
-    free_slow(*static_cast<Shard*>(slab->owner), cls, p);
+    free_slow(*static_cast<Shard*>(slab->owner), slab, p);
   }
 
   // ---- Epochs --------------------------------------------------------------------
@@ -261,22 +251,25 @@ class ShardLayer final : public detail::ThreadHost {
   }
 
   // Reclaims what the epoch invariant allows: the caller's open retire bag is
-  // sealed, the epoch advanced once, sealed bags freed, every shard's deferred
-  // stack sorted into ready blocks, and the caller's own batches published.
-  // Safe from any thread. Returns the blocks made reusable.
+  // sealed, the epoch advanced once, sealed bags freed, the caller's own
+  // batches published, and the remote frees that no reader can see taken
+  // back into their slabs: the caller's shard's, and every unowned shard's.
+  // A shard another thread owns takes its own at its next fill. Safe from
+  // any thread. Returns the blocks made reusable.
   std::size_t collect() noexcept {
     if (!running()) return 0;
     std::size_t n = 0;
     Binding* b = binding();
     if constexpr (Features.epochs) n += epochs_.collect(b != nullptr ? &b->bag : nullptr);
     // After the reclaiming above, whose frees may have joined this thread's
-    // own batches: published now, collected just below.
+    // own batches: published now, taken back just below.
     if (b != nullptr && b->shard != nullptr) {
       typename Shard::BusyScope busy(*b->shard);
       publish_all(*b->shard);
+      n += reclaim_shard(*b->shard, false);
     }
     for (std::size_t i = 0; i < count_; ++i)
-      for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(shards_[i], c);
+      with_unowned(shards_[i], [&](Shard& s) { n += reclaim_shard(s, false); });
     return n;
   }
 
@@ -285,15 +278,7 @@ class ShardLayer final : public detail::ThreadHost {
   void drain() noexcept {
     if (!running()) return;
     if (Binding* b = binding(); b != nullptr && b->shard != nullptr) empty_shard(*b->shard);
-    for (std::size_t i = 0; i < count_; ++i) {
-      Shard& s = shards_[i];
-      std::uint64_t expected = 0;
-      if (s.owner_thread.load(std::memory_order_relaxed) != 0 ||
-          !s.owner_thread.compare_exchange_strong(expected, detail::thread_token(), std::memory_order_acquire))
-        continue;
-      empty_shard(s);
-      s.owner_thread.store(0, std::memory_order_release);
-    }
+    for (std::size_t i = 0; i < count_; ++i) with_unowned(shards_[i], [this](Shard& s) { empty_shard(s); });
   }
 
   void collect_stats(Stats& out) noexcept
@@ -406,71 +391,83 @@ class ShardLayer final : public detail::ThreadHost {
   }
 
   // ---- the owner's slow paths ----------------------------------------------------
-  // The magazine ran dry: ready blocks first, then this class's deferred
-  // stack, then the slabs (half a magazine at a time).
+  // The head ran dry: this thread's own remote batches go out first (they may
+  // be blocks its own news is waiting for elsewhere), then the shard fills
+  // the head from its slabs.
   SYDRA_SLOW_PATH void* alloc_refill(Shard& s, unsigned cls) noexcept {
     pool_.tick();  // no lock held here: the retention policy's decommits may run
     typename Shard::BusyScope busy(s);
     publish_all(s);
-    if (s.take_ready(pool_, cls) == 0 && s.inbox[cls].has_deferred()) {
-      collect_class(s, cls);
-      s.take_ready(pool_, cls);
-    }
-    return s.refill(pool_, cls, batch_[cls]);
+    return s.refill(pool_, cls, safe_below(false));
   }
 
-  // Not the owner's fast case: the magazine is full, or the block belongs to
-  // another shard, or this thread's entry was evicted by another handle.
-  SYDRA_SLOW_PATH void free_slow(Shard& owner, unsigned cls, void* p) noexcept {
+  // Not the owner's fast case: the slab empties or changes lists, or the
+  // block belongs to another shard, or this thread's entry was evicted by
+  // another handle.
+  SYDRA_SLOW_PATH void free_slow(Shard& owner, SlabMeta* m, void* p) noexcept {
+    const unsigned cls = m->size_class;
     Binding* b = binding();
     Shard* mine = b != nullptr ? b->shard : nullptr;
     if (mine == &owner) {
       typename Shard::BusyScope busy(owner);
-      owner.free_own(pool_, cls, p, batch_[cls]);
+      owner.free_own(pool_, m, cls, p);
       return;
     }
-    if (mine != nullptr) {  // batched with this thread's other frees to that shard
+    track::on_take_back(p, Classes::sizes[cls]);
+    if (mine != nullptr) {  // batched with this thread's other frees to that slab
       typename Shard::BusyScope busy(*mine);
       mine->remote_out[cls].bump();  // before the add: a publish may follow at once
-      mine->remote.add(&owner, owner.index, cls, p, batch_[cls],
-                       [this, mine](typename Remote::Batch& batch) { publish(*mine, batch); });
+      mine->remote.add(m, p, remote_batch_, [this, mine](typename Remote::Batch& batch) { publish(*mine, batch); });
       return;
     }
     // No shard here: one block, published at once.
-    publish_chain(owner, cls, static_cast<FreeNode*>(p), static_cast<FreeNode*>(p), 1);
+    auto* f = static_cast<FreeNode*>(p);
+    publish_chain(m, f, f, 1);
   }
 
-  // Everything the shard holds free goes back to its slabs: magazines,
-  // ready blocks, reclaimable deferred blocks; its own batches are published.
+  // Everything the shard's heads hold goes back to their slabs, its own
+  // batches are published, and the news is read (empty slabs go back to the
+  // pool).
   void empty_shard(Shard& s) noexcept {
     typename Shard::BusyScope busy(s);
     publish_all(s);
-    for (unsigned c = 0; c < Classes::count; ++c) {
-      collect_class(s, c);
-      s.take_ready(pool_, c);
-      s.spill(pool_, c, max_magazine);
-    }
+    for (unsigned c = 0; c < Classes::count; ++c) s.empty(pool_, c, safe_below(false));
   }
 
-  // ---- remote frees: sending, and collecting --------------------------------------
+  // Runs f(s) holding an unowned shard as its owner would (no thread may take
+  // it meanwhile); nothing if some thread owns it.
+  template <class F>
+  void with_unowned(Shard& s, F&& f) noexcept {
+    std::uint64_t expected = 0;
+    if (s.owner_thread.load(std::memory_order_relaxed) != 0 ||
+        !s.owner_thread.compare_exchange_strong(expected, detail::thread_token(), std::memory_order_acquire))
+      return;
+    f(s);
+    s.owner_thread.store(0, std::memory_order_release);
+  }
+
+  // ---- remote frees: sending, and taking back -------------------------------------
   void publish_all(Shard& s) noexcept {
     s.remote.flush([this, &s](typename Remote::Batch& batch) { publish(s, batch); });
   }
   void publish(Shard& from, typename Remote::Batch& batch) noexcept {
-    from.published[batch.cls].bump(batch.count);  // before the destination counts it: see ShardCounts::read()
-    publish_chain(*static_cast<Shard*>(batch.dest), batch.cls, batch.head, batch.tail, batch.count);
+    from.published[batch.slab->size_class].bump(batch.count);  // before the destination counts it: see ShardCounts::read()
+    publish_chain(batch.slab, batch.head, batch.tail, batch.count);
   }
-  void publish_chain(Shard& dest, unsigned cls, FreeNode* head, FreeNode* tail, std::uint32_t count) noexcept {
-    dest.inbox[cls].publish(head, tail, count, [this] { return epochs_.stamp(); });
+  void publish_chain(SlabMeta* m, FreeNode* head, FreeNode* tail, std::uint32_t count) noexcept {
+    Shard& dest = *static_cast<Shard*>(m->owner);
+    std::uint64_t stamp = 0;
+    if constexpr (Features.epochs) stamp = epochs_.stamp();  // read after the blocks were freed
+    Shard::Frees::publish(dest.in[m->size_class], m, head, tail, count, stamp);
   }
 
-  // Any thread may run it; `everything` when the handle is going away.
-  std::size_t collect_class(Shard& s, unsigned cls, bool everything = false) noexcept {
-    return s.inbox[cls].collect(Classes::sizes[cls], [this, everything] { return epochs_.safe_below(everything); });
+  // `everything` when the handle is going away: pinned readers or not.
+  auto safe_below(bool everything) noexcept {
+    return [this, everything] { return epochs_.safe_below(everything); };
   }
-  std::size_t collect_shard(Shard& s, bool everything) noexcept {
+  std::size_t reclaim_shard(Shard& s, bool everything) noexcept {
     std::size_t n = 0;
-    for (unsigned c = 0; c < Classes::count; ++c) n += collect_class(s, c, everything);
+    for (unsigned c = 0; c < Classes::count; ++c) n += s.reclaim(pool_, c, safe_below(everything));
     return n;
   }
 
@@ -499,8 +496,7 @@ class ShardLayer final : public detail::ThreadHost {
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> available_{0};
   std::atomic<std::uint64_t> departed_retired_{0};
-  std::array<std::uint32_t, Classes::count> cap_{};
-  std::array<std::uint32_t, Classes::count> batch_{};
+  std::uint32_t remote_batch_;  // remote frees per slab batched before they are published
   [[no_unique_address]] ShardEpochs<Features.epochs> epochs_;
 };
 

@@ -7,7 +7,6 @@
 // quiet.
 #pragma once
 
-#include <sydra/alloc/detail/count_and_pops.hpp>
 #include <sydra/alloc/mixin/stats.hpp>
 #include <sydra/alloc/slab/size_classes.hpp>
 
@@ -49,10 +48,10 @@ struct ShardCounts {
   Transit read(At at) const noexcept {
     for (std::size_t i = 0; i < count; ++i)  // reclaimed before deferred: never ahead of it
       for (unsigned c = 0; c < Classes::count; ++c)
-        if (ShardClassStats* k = at(i, c)) k->reclaimed += shards[i].inbox[c].reclaimed.get();
+        if (ShardClassStats* k = at(i, c)) k->reclaimed += shards[i].in[c].reclaimed.get();
     for (std::size_t i = 0; i < count; ++i)
       for (unsigned c = 0; c < Classes::count; ++c)
-        if (ShardClassStats* k = at(i, c)) k->deferred += shards[i].inbox[c].deferred_count.get();
+        if (ShardClassStats* k = at(i, c)) k->deferred += shards[i].in[c].deferred_count.get();
     // In transit is a sum over every shard, whatever the rows: its blocks are
     // still in their home shard's count.
     std::array<std::uint64_t, Classes::count> published{}, remote{};
@@ -62,13 +61,12 @@ struct ShardCounts {
       for (unsigned c = 0; c < Classes::count; ++c) remote[c] += shards[i].remote_out[c].get();
     for (std::size_t i = 0; i < count; ++i)
       for (unsigned c = 0; c < Classes::count; ++c)
-        if (ShardClassStats* k = at(i, c)) k->frees += shards[i].mag[c].frees.get();
+        if (ShardClassStats* k = at(i, c)) k->frees += shards[i].head[c].frees.get();
     for (std::size_t i = 0; i < count; ++i)
       for (unsigned c = 0; c < Classes::count; ++c)
         if (ShardClassStats* k = at(i, c)) {
-          const detail::CountAndPops w = shards[i].mag[c].word.load(std::memory_order_acquire);
-          k->allocations += w.pops();
-          k->cached += w.count();
+          k->allocations += shards[i].head[c].allocs.get();
+          k->cached += shards[i].head[c].held();
         }
     Transit t;
     for (unsigned c = 0; c < Classes::count; ++c) {
@@ -115,7 +113,7 @@ struct ShardCounts {
         ShardClassStats& k = st.classes[c];
         k.size = Classes::sizes[c];
         k.in_use = in_use_of(k);
-        k.slabs = s.slab_count[c].load(std::memory_order_relaxed);
+        k.slabs = s.slabs(c);
         slabs += k.slabs;
         st.alloc_hits += k.allocations;
         st.backlog += k.deferred > k.reclaimed ? k.deferred - k.reclaimed : 0;

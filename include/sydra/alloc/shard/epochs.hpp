@@ -26,7 +26,7 @@ class ShardEpochs {
  public:
   ShardEpochs(Allocator, RetireBags::FreeFn, void*) noexcept {}
 
-  static constexpr std::uint64_t stamp() noexcept { return 1; }
+  static constexpr std::uint64_t stamp() noexcept { return 0; }  // 0: no stamp, nothing to wait for
   static constexpr std::uint64_t safe_below(bool) noexcept { return EpochDomain::nobody_pinned; }
 };
 

@@ -3,7 +3,7 @@
 // usable. What the allocator knows about a slab lives off the slab, in a
 // SlabMeta kept in a dense per-chunk array (slab_pool.hpp) and found from any
 // address through the Pagemap. Keeping it off the slab means 2,000 live
-// slabs' metadata is 2,000 consecutive 64-byte records, not 2,000 headers at
+// slabs' metadata is 2,000 consecutive 128-byte records, not 2,000 headers at
 // 64 KiB-aligned addresses fighting over the same few cache sets.
 #pragma once
 
@@ -23,9 +23,23 @@ inline namespace SYDRA_ALLOC_ABI {
 
 enum class SlabKind : std::uint8_t { empty, bucket, shard };
 
+// Where a shard slab is on its owner's lists (shard/owner_slabs.hpp). The
+// owner's free fast path takes a slab at `partial` or above; below, its free
+// must move the slab between lists first.
+enum class ShardSlab : std::uint8_t {
+  full,     // nothing to hand out; on no list until a block comes back
+  waiting,  // only remote frees that pinned readers may still see
+  partial,  // on the owner's list of slabs with blocks to hand out
+  current,  // the one the class allocates from
+};
+
 struct FreeNode;
 
-struct SlabMeta {
+// Two cache lines. The first is everything a free reads and the owner's
+// lists; the second what other threads write (remote frees) and the slow
+// paths' links, so that remote frees do not take the first line away from
+// the owner.
+struct alignas(64) SlabMeta {
   // Routing: read by any thread that frees a block of the slab. Written when
   // the pool hands the slab to an owner, before any of its blocks exists, and
   // stable while any block is live.
@@ -38,21 +52,29 @@ struct SlabMeta {
     FreeNode* free;                 // owner: blocks given back to this slab
     std::uint64_t emptied_at_ms;    // pool: when it became empty (decommit delay)
   };
-  SlabMeta* prev;  // owner: its list of slabs with blocks to give; pool: its empty list
-  SlabMeta* next;
-  std::atomic<std::uint32_t> used;  // blocks out of the slab: live, cached, or in flight to the owner
+  FreeNode* rfree;                  // shard owner: remote frees taken back by a collect, reusable
+  std::atomic<std::uint32_t> used;  // blocks out of the slab's lists: live, cached, or freed remotely and not yet taken
   std::uint16_t carved;             // blocks ever carved from the slab's untouched tail
   std::uint16_t capacity;           // blocks in the slab
   std::uint32_t block_size;         // up to a whole slab (a 64 KiB class)
+  std::uint16_t nrfree;             // blocks on rfree
   std::uint8_t size_class;
   SlabKind kind;
+  ShardSlab state;          // shard slabs: which of the owner's lists
   std::uint8_t last_class;  // the class it served before it was last emptied (reuse across classes)
-  // One byte for both flags, to keep the record one cache line. Never written
-  // concurrently: `listed` by the owner while the slab is in use, `committed`
-  // by the pool while it is empty, and the hand-over between them is ordered
-  // by the pool's lock.
-  bool listed : 1;     // on its owner's list of slabs with blocks to give
+  // One byte for both flags. Never written concurrently: `listed` by the
+  // owner while the slab is in use, `committed` by the pool while it is
+  // empty, and the hand-over between them is ordered by the pool's lock.
+  bool listed : 1;     // on its owner's list of slabs with blocks to give (bucket slabs)
   bool committed : 1;  // its memory is committed (false after a decommit, until reused)
+
+  // Shard slabs: other threads' frees (shard/remote_free.hpp), a stack of
+  // blocks packed with its count and a "queued" bit.
+  alignas(64) std::atomic<std::uint64_t> thread_free;
+  std::atomic<std::uint64_t> thread_free_stamp;  // the newest epoch stamp pushed onto thread_free
+  SlabMeta* notify_next;                         // its owner's stack of slabs with news
+  SlabMeta* prev;  // owner: its list of slabs; pool: its empty list
+  SlabMeta* next;
 #if SYDRA_ALLOC_CHECKED
   // Checked builds: one bit per handed-out block. Atomic because a remote
   // free may clear a bit while the owner sets another in the same word.
@@ -74,16 +96,16 @@ struct SlabMeta {
   }
 #endif
 };
-#if !SYDRA_ALLOC_CHECKED
-static_assert(sizeof(SlabMeta) == 64, "one cache line per slab's metadata");
-#endif
+static_assert(sizeof(SlabMeta) == 128, "two cache lines per slab's metadata");
 inline constexpr std::size_t live_bitmap_words = slab_bytes / 16 / 64;  // one bit per smallest block
 
-// An intrusive free-list node, written into a freed block. Reads and writes go
-// through these accessors because the block is poisoned for ASan meanwhile.
+// An intrusive free-list node, written into a freed block. Every list links
+// through the first word only; the second is the hardened policies' canary
+// (handle.hpp). Reads and writes go through these accessors because the
+// block is poisoned for ASan meanwhile.
 struct FreeNode {
   FreeNode* next;
-  std::uint64_t epoch;  // deferred frees: the epoch the block was freed in
+  std::uint64_t canary;
 };
 
 SYDRA_NO_ASAN inline FreeNode* load_next(FreeNode* n) noexcept {
@@ -92,22 +114,10 @@ SYDRA_NO_ASAN inline FreeNode* load_next(FreeNode* n) noexcept {
   track::link_access_end(n, sizeof(FreeNode));
   return next;
 }
-SYDRA_NO_ASAN inline void store_link(FreeNode* n, FreeNode* next, std::uint64_t epoch) noexcept {
-  track::link_access_begin(n, sizeof(FreeNode));
-  n->next = next;
-  n->epoch = epoch;
-  track::link_access_end(n, sizeof(FreeNode));
-}
 SYDRA_NO_ASAN inline void store_next(FreeNode* n, FreeNode* next) noexcept {
   track::link_access_begin(n, sizeof(FreeNode));
   n->next = next;
   track::link_access_end(n, sizeof(FreeNode));
-}
-SYDRA_NO_ASAN inline std::uint64_t load_epoch(FreeNode* n) noexcept {
-  track::link_access_begin(n, sizeof(FreeNode));
-  const std::uint64_t e = n->epoch;
-  track::link_access_end(n, sizeof(FreeNode));
-  return e;
 }
 
 // How a pool stores links inside freed blocks. Plain: as they are. Hardened
@@ -121,13 +131,6 @@ struct Links {
   SYDRA_FAST_PATH static FreeNode* load_next(FreeNode* n) noexcept { return decode(n, sydra::alloc::load_next(n)); }
   SYDRA_FAST_PATH static void store_next(FreeNode* n, FreeNode* next) noexcept {
     sydra::alloc::store_next(n, encode(n, next));
-  }
-  SYDRA_FAST_PATH static void store_link(FreeNode* n, FreeNode* next, std::uint64_t epoch) noexcept {
-    sydra::alloc::store_link(n, encode(n, next), Hardened ? epoch ^ key(n) : epoch);
-  }
-  SYDRA_FAST_PATH static std::uint64_t load_epoch(FreeNode* n) noexcept {
-    const std::uint64_t e = sydra::alloc::load_epoch(n);
-    return Hardened ? e ^ key(n) : e;
   }
 
  private:

@@ -110,8 +110,15 @@ class SlabPool {
     if (m->last_class != no_class && m->last_class != cls) ++reused_across_;
     m->owner = owner;
     m->free = nullptr;
-    m->prev = m->next = nullptr;
+    m->rfree = nullptr;
+    m->nrfree = 0;
+    m->prev = m->next = m->notify_next = nullptr;
     m->used.store(0, std::memory_order_relaxed);
+    // No block of an empty slab is out, so no other thread can be pushing
+    // onto its thread_free: plain resets, published with the slab.
+    m->thread_free.store(0, std::memory_order_relaxed);
+    m->thread_free_stamp.store(0, std::memory_order_relaxed);
+    m->state = ShardSlab::full;
     m->carved = 0;
     m->block_size = block_size;
     m->capacity = static_cast<std::uint16_t>(slab_bytes / block_size);
