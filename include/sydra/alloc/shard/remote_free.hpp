@@ -89,7 +89,9 @@ struct RemoteFree {
     do {
       L::store_next(tail, old.head());
       now = ThreadFreeWord::pack(head, old.count() + count, true);
-    } while (!m->thread_free.compare_exchange_weak(old.w, now, std::memory_order_release, std::memory_order_relaxed));
+      // acq_rel: a publisher that finds the queued bit clear must also see
+      // the owner done with the slab's notify link (its unqueue released it).
+    } while (!m->thread_free.compare_exchange_weak(old.w, now, std::memory_order_acq_rel, std::memory_order_relaxed));
     if (!old.queued()) {
       SlabMeta* top = in.notify.load(std::memory_order_relaxed);
       do {
