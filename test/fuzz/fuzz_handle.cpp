@@ -27,7 +27,7 @@
 //     epoch once, frees the reclaimable bags and returns how many blocks it
 //     made reusable; advance_epoch() moves only when no pin lags behind;
 //     nested pins keep the outer epoch; pin() guards pin and unpin;
-//   - trim(keep): the shard's magazines go back to the slabs, empty slabs
+//   - trim(keep): the shard's heads go back to their slabs, empty slabs
 //     back to the pool, and retained slabs beyond keep are decommitted.
 // After each operation:
 //   - every live block, and every retired block not yet reclaimed (all of
@@ -884,13 +884,14 @@ class Model {
       FUZZ_CHECK(k.in_use == t.shard[c] && k.allocations - k.frees - k.deferred == k.in_use,
                  "shard class %zu in_use %llu (allocations %llu - frees %llu - deferred %llu), model %llu", c,
                  u64{k.in_use}, u64{k.allocations}, u64{k.frees}, u64{k.deferred}, u64{t.shard[c]});
-      // The magazine's blocks and the live ones are out of the slabs; a slab
-      // with none out goes back to the pool.
-      FUZZ_CHECK(k.cached <= kShards * Handle::Shards::max_magazine, "shard class %zu caches %llu blocks", c,
-                 u64{k.cached});
-      const std::uint64_t out = k.in_use + k.cached;
+      // The heads' blocks and the live ones are out of the slabs' lists; a
+      // slab with none out goes back to the pool, but for a shard's current
+      // slab of the class, which stays as its cache. A head holds at most
+      // one slab's blocks.
       const std::uint64_t per_slab = kSlab / class_size(static_cast<unsigned>(c));
-      FUZZ_CHECK(k.slabs >= occupied[c].size() && k.slabs <= out && k.slabs * per_slab >= out,
+      FUZZ_CHECK(k.cached <= kShards * per_slab, "shard class %zu caches %llu blocks", c, u64{k.cached});
+      const std::uint64_t out = k.in_use + k.cached;
+      FUZZ_CHECK(k.slabs >= occupied[c].size() && k.slabs <= out + kShards && k.slabs * per_slab >= out,
                  "shard class %zu: %llu slabs for %llu live and %llu cached blocks (the model's occupy %zu slabs)", c,
                  u64{k.slabs}, u64{k.in_use}, u64{k.cached}, occupied[c].size());
     }

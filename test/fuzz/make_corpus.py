@@ -262,8 +262,8 @@ def trim_pool():
     s = Script()
     s.burst(32, 16, 0).burst(32, 256, 0)
     for _ in range(32):
-        s.free(s.live - 1)     # every 256-byte block: its slab empties once the magazine is drained
-    s.trim(0)                  # magazines back to the slabs, empty slabs decommitted
+        s.free(s.live - 1)     # every 256-byte block: its slab empties once the head is given back
+    s.trim(0)                  # heads back to their slabs, empty slabs decommitted
     s.burst(16, 96, 8)
     for _ in range(16):
         s.free(s.live - 1)
