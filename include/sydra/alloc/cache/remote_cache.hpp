@@ -22,6 +22,7 @@ template <bool Hardened = false>
 class RemoteCache {
  public:
   static constexpr unsigned ways = 16;
+  static_assert(ways <= 32, "held_ways_ has a bit per way");
 
   struct Batch {
     SlabMeta* slab = nullptr;  // the blocks' slab
@@ -35,7 +36,8 @@ class RemoteCache {
   template <class Publish>
   SYDRA_FAST_PATH void add(SlabMeta* m, void* block, std::uint32_t batch_limit, Publish&& publish) noexcept {
     // SlabMeta records are 128 bytes apart: bits 7 and up tell them apart.
-    Batch& b = ways_[(reinterpret_cast<std::uintptr_t>(m) >> 7) % ways];
+    const unsigned way = (reinterpret_cast<std::uintptr_t>(m) >> 7) % ways;
+    Batch& b = ways_[way];
     if (SYDRA_UNLIKELY(b.slab != m)) {
       if (b.count != 0) emit(b, publish);
       b.slab = m;
@@ -44,14 +46,19 @@ class RemoteCache {
     Links<Hardened>::store_next(n, b.head);
     b.head = n;
     if (b.tail == nullptr) b.tail = n;
+    held_ways_ |= 1u << way;
     if (++b.count >= batch_limit) emit(b, publish);
   }
 
-  // Publishes every batch.
+  // Publishes every batch. Every fill calls it: with nothing held it reads
+  // one word, not the 16 ways.
   template <class Publish>
   void flush(Publish&& publish) noexcept {
-    for (Batch& b : ways_)
+    for (std::uint32_t w = held_ways_; w != 0; w &= w - 1) {
+      Batch& b = ways_[static_cast<unsigned>(__builtin_ctz(w))];
       if (b.count != 0) emit(b, publish);
+    }
+    held_ways_ = 0;
   }
 
   // Blocks held here, not yet published.
@@ -70,6 +77,7 @@ class RemoteCache {
   }
 
   std::array<Batch, ways> ways_{};
+  std::uint32_t held_ways_ = 0;  // a bit per way that may hold blocks
 };
 
 }  // namespace SYDRA_ALLOC_ABI

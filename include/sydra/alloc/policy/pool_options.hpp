@@ -14,7 +14,7 @@ namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
 struct ShardCacheOptions {
-  std::size_t carve_bytes = 4 * 1024;  // a shard carves this much of a slab's untouched tail at a time (at least a block)
+  std::size_t carve_bytes = 4 * 1024;  // a shard carves this much of a slab's untouched tail at a time (at least 16 blocks)
   std::uint32_t remote_batch = 64;     // a thread's frees of one remote slab, batched before they are published
 };
 

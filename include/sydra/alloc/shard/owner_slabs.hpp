@@ -65,9 +65,13 @@ struct alignas(64) Shard {
       return f > since ? f - since : 0;
     }
   };
+  struct SlabList {  // first in, first out: a slab waits its turn while frees come back to it
+    SlabMeta* head = nullptr;
+    SlabMeta* tail = nullptr;
+  };
   struct Lists {  // the owner's slabs of one class, beyond the current one
-    SlabMeta* partial = nullptr;
-    SlabMeta* waiting = nullptr;
+    SlabList partial;
+    SlabList waiting;
   };
 
   explicit Shard(std::uint32_t i) noexcept : index(i) {}
@@ -97,6 +101,7 @@ struct alignas(64) Shard {
   std::array<Counter<>, Classes::count> published{};   // of those, published to their owners
   std::uint32_t index;
   std::uint32_t carve_bytes = 4096;  // how much of a fresh slab one fill carves
+  static constexpr std::uint32_t min_carve = 16;
   // Set while the owner changes its lists in more than one store (a fill, a
   // slow free, a remote batch, emptying the shard). A fork's child finds a
   // departed owner's shard in whatever state the fork caught it: with this
@@ -141,10 +146,24 @@ struct alignas(64) Shard {
   void* refill(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
     if (in[cls].has_news()) take_news(pool, cls, safe_below);
     Head& h = head[cls];
+    bool rotated = false;
     for (;;) {
-      if (h.cur != nullptr) {
-        if (fill(cls, h.cur, safe_below)) break;
-        retire_current(cls);
+      if (SlabMeta* m = h.cur) {
+        // A current slab that got few blocks back since its last fill waits
+        // at the partial list's end, and the slab at its head, which has had
+        // longest to gather frees, goes first: fewer, larger fills.
+        const std::uint32_t used = m->used.load(std::memory_order_relaxed);
+        if (!rotated && lists[cls].partial.head != nullptr && m->rfree == nullptr && used != 0 &&
+            m->carved - used < min_carve) {
+          rotated = true;
+          h.cur = nullptr;
+          h.filled.store(0, std::memory_order_relaxed);
+          link(cls, m, ShardSlab::partial);
+        } else if (fill(cls, m, safe_below)) {
+          break;
+        } else {
+          retire_current(cls);
+        }
       }
       SlabMeta* m = next_slab(pool, cls, safe_below);
       if (m == nullptr) return nullptr;  // out of memory: the handle tries the buckets, then the fallback
@@ -169,7 +188,7 @@ struct alignas(64) Shard {
     if (used == 0 && m->state != ShardSlab::current) return release_if_quiet(pool, cls, m);
     if (m->state < ShardSlab::partial) {
       unlink(cls, m);
-      link(lists[cls].partial, m, ShardSlab::partial);
+      link(cls, m, ShardSlab::partial);
     }
   }
 
@@ -190,9 +209,9 @@ struct alignas(64) Shard {
           m->used.store(m->used.load(std::memory_order_relaxed) - t.count, std::memory_order_relaxed);
         }
         if (m->used.load(std::memory_order_relaxed) == 0) release_if_quiet(pool, cls, m);
-        else if (m->state == ShardSlab::full) link(lists[cls].waiting, m, ShardSlab::waiting);
+        else if (m->state == ShardSlab::full) link(cls, m, ShardSlab::waiting);
       } else if (m->state == ShardSlab::full) {
-        link(lists[cls].partial, m, ShardSlab::partial);
+        link(cls, m, ShardSlab::partial);
       }
       m = next;
     }
@@ -206,8 +225,8 @@ struct alignas(64) Shard {
     take_news(pool, cls, safe_below);
     std::size_t n = 0;
     if (SlabMeta* m = head[cls].cur) n += reclaim_slab(pool, cls, m, safe_below);
-    for (SlabMeta** list : {&lists[cls].partial, &lists[cls].waiting})
-      for (SlabMeta* m = *list; m != nullptr;) {
+    for (SlabList* list : {&lists[cls].partial, &lists[cls].waiting})
+      for (SlabMeta* m = list->head; m != nullptr;) {
         SlabMeta* next = m->next;
         n += reclaim_slab(pool, cls, m, safe_below);
         m = next;
@@ -239,7 +258,7 @@ struct alignas(64) Shard {
     m->used.store(m->used.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
     m->state = ShardSlab::full;
     if (m->used.load(std::memory_order_relaxed) == 0) return release_if_quiet(pool, cls, m);
-    link(lists[cls].partial, m, ShardSlab::partial);
+    link(cls, m, ShardSlab::partial);
   }
 
   std::uint64_t slabs(unsigned cls) const noexcept { return slab_count[cls].load(std::memory_order_relaxed); }
@@ -269,7 +288,9 @@ struct alignas(64) Shard {
       n = t.count;
       in[cls].reclaimed.bump(n);
     } else if (m->carved < m->capacity) {
-      n = std::min<std::uint32_t>(m->capacity - m->carved, std::max<std::uint32_t>(carve_bytes / m->block_size, 1));
+      // carve_bytes, but at least min_carve blocks: a large class would
+      // otherwise come back here for every block.
+      n = std::min<std::uint32_t>(m->capacity - m->carved, std::max<std::uint32_t>(carve_bytes / m->block_size, min_carve));
       char* first = m->base + std::size_t{m->carved} * m->block_size;
       for (std::uint32_t i = n; i-- > 0;) {  // linked so that the pops go up through the slab
         auto* f = reinterpret_cast<FreeNode*>(first + std::size_t{i} * m->block_size);
@@ -295,20 +316,20 @@ struct alignas(64) Shard {
     h.cur = nullptr;
     h.filled.store(0, std::memory_order_relaxed);
     m->state = ShardSlab::full;
-    if (Frees::peek(m).count() != 0) link(lists[cls].waiting, m, ShardSlab::waiting);
+    if (Frees::peek(m).count() != 0) link(cls, m, ShardSlab::waiting);
   }
 
   // A slab to allocate from: the partial list's first, a waiting slab whose
   // remote frees are now safe, or a new one.
   template <class SafeBelow>
   SlabMeta* next_slab(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
-    if (SlabMeta* m = lists[cls].partial) {
+    if (SlabMeta* m = lists[cls].partial.head) {
       unlink(cls, m);
       return m;
     }
-    if (lists[cls].waiting != nullptr) {
+    if (lists[cls].waiting.head != nullptr) {
       const std::uint64_t below = safe_below();
-      for (SlabMeta* m = lists[cls].waiting; m != nullptr; m = m->next) {
+      for (SlabMeta* m = lists[cls].waiting.head; m != nullptr; m = m->next) {
         if (EpochDomain::reclaimable(m->thread_free_stamp.load(std::memory_order_relaxed), below)) {
           unlink(cls, m);
           return m;
@@ -340,7 +361,7 @@ struct alignas(64) Shard {
     m->nrfree = static_cast<std::uint16_t>(m->nrfree + t.count);
     if (m->state == ShardSlab::waiting) {
       unlink(cls, m);
-      link(lists[cls].partial, m, ShardSlab::partial);
+      link(cls, m, ShardSlab::partial);
     }
     return t.count;
   }
@@ -352,7 +373,7 @@ struct alignas(64) Shard {
     if (Frees::peek(m).queued()) {
       if (m->state < ShardSlab::partial) {  // kept where the news finds it
         unlink(cls, m);
-        link(lists[cls].partial, m, ShardSlab::partial);
+        link(cls, m, ShardSlab::partial);
       }
       return;
     }
@@ -361,20 +382,24 @@ struct alignas(64) Shard {
     pool.release(m);
   }
 
-  static void link(SlabMeta*& list, SlabMeta* m, ShardSlab state) noexcept {
-    m->prev = nullptr;
-    m->next = list;
-    if (list != nullptr) list->prev = m;
-    list = m;
+  // Onto the end of the list its new state names.
+  void link(unsigned cls, SlabMeta* m, ShardSlab state) noexcept {
+    SlabList& list = state == ShardSlab::partial ? lists[cls].partial : lists[cls].waiting;
+    m->next = nullptr;
+    m->prev = list.tail;
+    if (list.tail != nullptr) list.tail->next = m;
+    else list.head = m;
+    list.tail = m;
     m->state = state;
   }
   // Off whichever list m is on (none for full and current slabs).
   void unlink(unsigned cls, SlabMeta* m) noexcept {
     if (m->state == ShardSlab::partial || m->state == ShardSlab::waiting) {
-      SlabMeta*& list = m->state == ShardSlab::partial ? lists[cls].partial : lists[cls].waiting;
+      SlabList& list = m->state == ShardSlab::partial ? lists[cls].partial : lists[cls].waiting;
       if (m->prev != nullptr) m->prev->next = m->next;
-      else list = m->next;
+      else list.head = m->next;
       if (m->next != nullptr) m->next->prev = m->prev;
+      else list.tail = m->prev;
       m->prev = m->next = nullptr;
     }
     m->state = ShardSlab::full;
