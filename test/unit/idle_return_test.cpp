@@ -38,8 +38,8 @@ constexpr std::size_t bytes_per_thread = std::size_t{8} << 20;
 constexpr std::size_t block = 256;
 
 Pool::Options idle_options(std::uint32_t background_ms) {
-  // A shard per thread: every block of the burst is freed into its owner's
-  // magazine and flushed at the owner's exit, none sits in a per-CPU cache.
+  // A shard per thread: every block of the burst is freed onto its owner's
+  // slabs, its head given back at the owner's exit, none sits in a per-CPU cache.
   return Pool::Options{
       .pool = {.shards = burst_threads,
                .slabs = {.retain_bytes = budget, .decommit_delay_ms = 250, .background_return_ms = background_ms}}};

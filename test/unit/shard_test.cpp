@@ -127,15 +127,15 @@ TEST(Shards, CrossThreadFreesAreDeferredThenReclaimed) {
   s = h.snapshot_stats();
   EXPECT_EQ(s.shards.reclaimed_total, 50u);
   EXPECT_EQ(s.shards.backlog, 0u);
-  // The owner gets those blocks back: they follow what its magazine still
-  // held (blocks carved in the batch after the 50th), before any new carving.
+  // The owner gets those blocks back: they follow what its head still held
+  // (blocks carved in the fill after the 50th), before any new carving.
   const sa::ShardClassStats& k = s.shards.shards[static_cast<const sa::ShardStats&>(
       *std::find_if(s.shards.shards.begin(), s.shards.shards.end(), [](const auto& x) { return x.owned; }))
                                                      .index]
                                          .classes[1];
-  const std::uint64_t in_magazine = k.cached;
+  const std::uint64_t in_head = k.cached;
   std::set<void*> before(blocks.begin(), blocks.end()), after;
-  for (std::uint64_t i = 0; i < in_magazine + 50; ++i) after.insert(h.alloc(24, 8));
+  for (std::uint64_t i = 0; i < in_head + 50; ++i) after.insert(h.alloc(24, 8));
   EXPECT_TRUE(std::includes(after.begin(), after.end(), before.begin(), before.end()));
   for (void* p : after) h.free(p, 24, 8);
   EXPECT_EQ(h.leaks(), sa::LeakReport{});

@@ -146,8 +146,8 @@ inline std::vector<std::string> read_stats(const Stats& s) {
     lines.push_back("lock.contended: over 1% of bucket lock acquisitions waited beyond the threshold; more shards, "
                     "larger per-CPU caches (Options::pool.cpu_cache), or fewer threads per CPU");
   if (s.has_shards && s.shards.backlog > 4096)
-    lines.push_back("backlog: many remote frees wait to be reclaimed; call collect_garbage() more often, or look for "
-                    "a reader that stays pinned");
+    lines.push_back("backlog: many remote frees wait to be reclaimed; look for a reader that stays pinned, or call "
+                    "collect_garbage() from the shards' owners");
   if (s.has_shards && s.shards.retired_pending > 4096)
     lines.push_back("retired_pending: many retired blocks wait for readers; a long pin holds them back (min_pinned_epoch "
                     "lags current_epoch)");

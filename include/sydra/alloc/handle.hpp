@@ -379,8 +379,10 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return shards_.retire(mem, len, align);
   }
 
-  // Reclaims every deferred and retired block the epoch invariant allows.
-  // Safe from any thread. Returns the blocks made reusable.
+  // Reclaims what the epoch invariant allows: every retired block, and the
+  // remote frees of the caller's own shard and of every unowned shard (a
+  // shard another live thread owns takes its own at its next fill). Safe
+  // from any thread. Returns the blocks made reusable.
   template <class S = Shards>
     requires(S::enabled)
   std::size_t collect_garbage() noexcept {
@@ -430,8 +432,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
            Classes::class_of(len, align) < Classes::count;
   }
 
-  // Everything the pooled fast path does not do: binding a shard or refilling
-  // its magazine, the bucket layer for a thread without a shard, and the
+  // Everything the pooled fast path does not do: binding a shard or filling
+  // its head, the bucket layer for a thread without a shard, and the
   // fallback when the pools are out of memory (or no class serves the
   // alignment). If all of it fails, what is empty goes back and it is tried
   // once more.

@@ -2,7 +2,7 @@
 //
 // A child of a multi-threaded process has one thread: a lock that another
 // thread held at the fork stays held in it forever, and what another thread
-// owned (its shard, its magazines, a list of slabs it was decommitting) has
+// owned (its shard, its shard's heads, a list of slabs it was decommitting) has
 // no one to give it back. So every handle with a lock registers here when it
 // is built, and one set of pthread_atfork handlers, installed with the first
 // registration, does for all of them what jemalloc does for its arenas:

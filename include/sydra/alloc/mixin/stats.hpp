@@ -62,8 +62,8 @@ struct ShardClassStats {
   std::uint64_t frees = 0;        // the owner's frees of its own blocks
   std::uint64_t in_use = 0;       // allocations - frees - deferred: includes blocks in flight to this shard
   std::uint64_t deferred = 0;     // frees of this shard's blocks by other threads, published to it
-  std::uint64_t reclaimed = 0;    // deferred blocks made reusable by a collector
-  std::uint64_t cached = 0;       // free blocks in the shard's magazine
+  std::uint64_t reclaimed = 0;    // deferred blocks the shard took back (its owner, or a collect)
+  std::uint64_t cached = 0;       // free blocks in the class's head (what is left of its last fill)
   std::uint64_t slabs = 0;
 };
 

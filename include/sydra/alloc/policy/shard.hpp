@@ -328,9 +328,9 @@ class ShardLayer final : public detail::ThreadHost {
   void* hot_of(void* state) noexcept override { return static_cast<Binding*>(state)->shard; }
   void on_thread_exit(void* state) noexcept override { drop(static_cast<Binding*>(state)); }
 
-  // A thread leaves (exit, or the layer's shutdown): its shard is emptied and
-  // released with its deferred stacks intact, its epoch slot released, its
-  // retire bag sealed.
+  // A thread leaves (exit, or the layer's shutdown): its shard's heads go
+  // back to their slabs and the shard is released with its slabs and their
+  // remote frees intact, its epoch slot released, its retire bag sealed.
   //
   // In a fork's child the thread may have been anywhere in its own slow path
   // when the fork caught it: a shard caught busy is abandoned, never emptied
