@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -43,7 +44,9 @@ std::uint64_t hash_frames(const std::uintptr_t* frames, unsigned depth) noexcept
   for (unsigned i = 0; i < depth; ++i) h = (h ^ frames[i]) * 0x100000001B3ull + (h >> 29);
   return h | 1;
 }
-std::size_t block_home(std::uintptr_t p) noexcept { return ((p >> 4) * 0x9E3779B97F4A7C15ull) >> 47; }
+std::size_t block_home(std::uintptr_t p) noexcept {
+  return ((p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(block_slots));
+}
 
 unsigned column(ProfileKind k) noexcept {
   return k == ProfileKind::live ? live_col : k == ProfileKind::window ? window_col : peak_col;

@@ -22,6 +22,7 @@
 #include <sydra/alloc/prof/stack.hpp>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -106,7 +107,8 @@ class HeapProfile {
   struct Block;
   explicit HeapProfile(std::size_t mean_bytes) noexcept;
   static std::size_t filter_slot(const void* p) noexcept {
-    return static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull >> 48);
+    return static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(p) >> 4) * 0x9E3779B97F4A7C15ull >>
+                                    (64 - std::countr_zero(filter_slots)));
   }
   void lock() noexcept;
   void unlock() noexcept { locked_.store(false, std::memory_order_release); }
