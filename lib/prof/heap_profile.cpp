@@ -3,6 +3,7 @@
 #include <sydra/alloc/prof/heap_profile.hpp>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -107,6 +108,15 @@ class Out {
   char buf_[4096];
 };
 
+// gettid() is a system call: each thread asks once. A fork's child (one
+// thread, a new id) forgets the answer its parent's thread left it.
+[[gnu::tls_model("initial-exec")]] constinit thread_local std::uint32_t cached_tid = 0;
+std::uint32_t this_thread_id() noexcept {
+  if (SYDRA_UNLIKELY(cached_tid == 0)) cached_tid = static_cast<std::uint32_t>(::gettid());
+  return cached_tid;
+}
+void forget_thread_id() noexcept { cached_tid = 0; }
+
 std::uint64_t whole(double x) noexcept { return x <= 0 ? 0 : static_cast<std::uint64_t>(std::llround(x)); }
 
 }  // namespace
@@ -122,6 +132,8 @@ HeapProfile* HeapProfile::create(std::size_t mean_bytes) noexcept {
   const std::size_t blocks = round_up(sizeof(Block) * block_slots);
   char* base = static_cast<char*>(pal::reserve(head + stacks + index + blocks, pal::page_bytes));
   if (base == nullptr) return nullptr;
+  static std::atomic<bool> atfork{false};
+  if (!atfork.exchange(true)) ::pthread_atfork(nullptr, nullptr, &forget_thread_id);
   auto* p = ::new (base) HeapProfile(mean_bytes == 0 ? 1 : mean_bytes);
   p->stacks_ = reinterpret_cast<Stack*>(base + head);  // zero-filled by the kernel
   p->stack_index_ = reinterpret_cast<std::uint32_t*>(base + head + stacks);
@@ -173,7 +185,7 @@ HeapProfile::Block* HeapProfile::slot_of(const void* p) noexcept {
 
 void HeapProfile::record(void* p, const Sample& s, const std::uintptr_t* frames, unsigned depth) noexcept {
   Sample rec = s;
-  rec.thread = static_cast<std::uint32_t>(::gettid());
+  rec.thread = this_thread_id();
   lock();
   const std::uint32_t st = blocks_live_ < max_samples ? stack_of(frames, depth) : UINT32_MAX;
   if (st == UINT32_MAX) {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -271,8 +272,14 @@ TEST(Prof, ForkWhileThreadsSample) {
       fill(h, 16 * MiB, v);
       const int fd = ::open("/dev/null", O_WRONLY);
       const bool wrote = h.heap_profile()->write(fd, prof::ProfileKind::live);
+      // The child's samples carry the child's thread id, not its parent's.
+      bool own_id = true;
+      for (const Held& b : v) {
+        prof::Sample s;
+        if (h.heap_profile()->find(b.p, &s)) own_id = own_id && s.thread == static_cast<std::uint32_t>(::gettid());
+      }
       release(h, v);
-      ::_exit(wrote ? 0 : 1);
+      ::_exit(wrote && own_id ? 0 : 1);
     }
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -281,6 +288,46 @@ TEST(Prof, ForkWhileThreadsSample) {
   stop = true;
   for (auto& t : ts) t.join();
   EXPECT_EQ(failure, "");
+}
+
+// One call site (stack_site) reached from two callers: a capture must name
+// the right caller every time, whether it came from the thread's cache of the
+// last unwind or from a new one.
+extern "C" __attribute__((noinline)) unsigned stack_site(std::uintptr_t* out) {
+  const unsigned n = prof::capture_stack(out, prof::max_frames,
+                                         reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), {});
+  asm volatile("" ::: "memory");
+  return n;
+}
+extern "C" __attribute__((noinline)) unsigned stack_caller_one(std::uintptr_t* out) {
+  const unsigned n = stack_site(out);
+  asm volatile("" ::: "memory");
+  return n;
+}
+extern "C" __attribute__((noinline)) unsigned stack_caller_two(std::uintptr_t* out) {
+  char pad[96];  // another frame size
+  asm volatile("" : : "r"(pad) : "memory");
+  const unsigned n = stack_site(out);
+  asm volatile("" ::: "memory");
+  return n;
+}
+std::string name_of(std::uintptr_t ret) {
+  Dl_info info{};
+  return dladdr(reinterpret_cast<void*>(ret - 1), &info) != 0 && info.dli_sname != nullptr ? info.dli_sname : "?";
+}
+
+TEST(Prof, CachedStacksNameTheirCallers) {
+  const std::uint64_t hits_before = prof::cached_stacks();
+  const int order[] = {1, 1, 1, 2, 2, 1, 2, 1, 1, 2, 2, 2};
+  std::uintptr_t frames[prof::max_frames];
+  for (int which : order) {
+    const unsigned n = which == 1 ? stack_caller_one(frames) : stack_caller_two(frames);
+    ASSERT_GE(n, 2u);
+    // frames[0]: the return into stack_site's caller, i.e. that caller.
+    EXPECT_EQ(name_of(frames[0]), which == 1 ? "stack_caller_one" : "stack_caller_two");
+  }
+  // Six calls followed one from the same caller: each was the cache's.
+  EXPECT_EQ(prof::cached_stacks() - hits_before, 6u);
 }
 
 TEST(Prof, WritesAGperftoolsHeapProfile) {
