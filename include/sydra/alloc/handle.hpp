@@ -271,18 +271,18 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   // in the child, so the child never inherits a lock that a thread it does
   // not have was holding.
   void fork_prepare() noexcept {
-    if constexpr (profiled) prof_.fork_lock();
     if constexpr (requires { shards_.fork_lock(); }) shards_.fork_lock();
     if constexpr (requires { buckets_.fork_lock(); }) buckets_.fork_lock();
     if constexpr (requires { pool_.fork_lock(); }) pool_.fork_lock();
     if constexpr (requires { fallback_.fork_lock(); }) fallback_.fork_lock();
+    if constexpr (profiled) prof_.fork_lock();  // a leaf: a free under another lock may take it
   }
   void fork_release() noexcept {
+    if constexpr (profiled) prof_.fork_unlock();
     if constexpr (requires { fallback_.fork_unlock(); }) fallback_.fork_unlock();
     if constexpr (requires { pool_.fork_unlock(); }) pool_.fork_unlock();
     if constexpr (requires { buckets_.fork_unlock(); }) buckets_.fork_unlock();
     if constexpr (requires { shards_.fork_unlock(); }) shards_.fork_unlock();
-    if constexpr (profiled) prof_.fork_unlock();
   }
   // In the child, before the locks go: the pool takes back the slabs that a
   // thread the child does not have was decommitting outside its lock.
