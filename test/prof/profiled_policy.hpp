@@ -5,6 +5,15 @@
 #include <sydra/alloc/modes.hpp>
 #include <sydra/alloc/prof/profiling.hpp>
 
+// A call site a test names by its symbol: one frame of its own, whatever the
+// optimiser does (GCC's noipa: no inlining, cloning, splitting or merging of
+// identical functions; clang merges none without the linker's --icf).
+#if defined(__clang__)
+#define SYDRA_TEST_SITE extern "C" __attribute__((noinline, used))
+#else
+#define SYDRA_TEST_SITE extern "C" __attribute__((noipa, used))
+#endif
+
 namespace sydra_test {
 
 struct ProfiledPoolPolicy : sydra::alloc::SmallPoolPolicy {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -53,12 +54,6 @@ __attribute__((noinline)) void fill(H& h, std::size_t bytes, std::vector<Held>& 
     done += n;
   }
 }
-// The same in another frame, to tell two sites apart.
-template <class H>
-__attribute__((noinline)) void fill_elsewhere(H& h, std::size_t bytes, std::vector<Held>& out) {
-  fill(h, bytes, out);
-  asm volatile("" ::: "memory");  // not a tail call: this frame stays on the stack
-}
 // The fixed seed, then `bytes` from fill(): the same samples on every run.
 template <class H>
 std::vector<Held> seeded_fill(H& h, std::size_t bytes) {
@@ -73,16 +68,17 @@ void release(H& h, std::vector<Held>& v) {
   v.clear();
 }
 
-// Bytes of the stacks that pass through `fn` (its frame's return address
-// lies in [fn, fn + 4 KiB): the test's functions are small).
-double bytes_through(prof::HeapProfile& p, prof::ProfileKind kind, const void* fn) {
+// Bytes of the stacks that pass through the function named `name` (an
+// exported symbol: dladdr finds it).
+double bytes_through(prof::HeapProfile& p, prof::ProfileKind kind, const char* name) {
   std::vector<prof::SiteRow> rows(prof::HeapProfile::max_stacks);
   rows.resize(p.sites(kind, rows.data(), rows.size()));
-  const auto lo = reinterpret_cast<std::uintptr_t>(fn);
   double sum = 0;
   for (const prof::SiteRow& r : rows) {
     for (unsigned i = 0; i < r.depth; ++i) {
-      if (r.frames[i] > lo && r.frames[i] <= lo + 4096) {
+      Dl_info info{};
+      if (dladdr(reinterpret_cast<void*>(r.frames[i] - 1), &info) != 0 && info.dli_sname != nullptr &&
+          std::strcmp(info.dli_sname, name) == 0) {
         sum += r.bytes;
         break;
       }
@@ -92,6 +88,17 @@ double bytes_through(prof::HeapProfile& p, prof::ProfileKind kind, const void* f
 }
 
 }  // namespace
+
+// Two named sites that both allocate through fill(), for the window and peak
+// profiles to tell apart.
+SYDRA_TEST_SITE void prof_fill_inside(ProfiledPool& h, std::size_t bytes, std::vector<Held>& out) {
+  fill(h, bytes, out);
+  asm volatile("" ::: "memory");  // not a tail call: this frame stays on the stack
+}
+SYDRA_TEST_SITE void prof_fill_outside(ProfiledPool& h, std::size_t bytes, std::vector<Held>& out) {
+  fill(h, bytes, out);
+  asm volatile("nop" ::: "memory");  // another body than prof_fill_inside's
+}
 
 TEST(Prof, NothingWhenThePolicyLeavesItOut) {
   using Plain = sa::BasicAllocatorHandle<sa::SmallPoolPolicy>;
@@ -181,19 +188,18 @@ TEST(Prof, WindowCountsTheAllocationsBetweenStartAndStop) {
   prof::reseed_this_thread(seed, prof::default_mean_bytes);
   prof::HeapProfile& p = *h.heap_profile();
   std::vector<Held> v;
-  fill_elsewhere(h, 128 * MiB, v);  // before start: not in the window
+  prof_fill_outside(h, 128 * MiB, v);  // before start: not in the window
   release(h, v);
   p.start();
   for (int round = 0; round < 16; ++round) {  // 1 GiB allocated in the window, 64 MiB live at a time
-    fill(h, 64 * MiB, v);
+    prof_fill_inside(h, 64 * MiB, v);
     release(h, v);
   }
   p.stop();
-  fill_elsewhere(h, 128 * MiB, v);  // after stop: not in the window either
+  prof_fill_outside(h, 128 * MiB, v);  // after stop: not in the window either
   release(h, v);
-  const double in = bytes_through(p, prof::ProfileKind::window, reinterpret_cast<const void*>(&fill<ProfiledPool>));
-  const double out =
-      bytes_through(p, prof::ProfileKind::window, reinterpret_cast<const void*>(&fill_elsewhere<ProfiledPool>));
+  const double in = bytes_through(p, prof::ProfileKind::window, "prof_fill_inside");
+  const double out = bytes_through(p, prof::ProfileKind::window, "prof_fill_outside");
   EXPECT_EQ(out, 0.0);
   EXPECT_NEAR(in / (1024.0 * MiB), 1.0, 0.11);  // 5 standard errors (2.2% at 1 GiB)
   EXPECT_NEAR(p.totals(prof::ProfileKind::window).bytes, in, 1.0);
@@ -204,14 +210,13 @@ TEST(Prof, PeakKeepsTheHighWater) {
   prof::reseed_this_thread(seed, prof::default_mean_bytes);
   prof::HeapProfile& p = *h.heap_profile();
   std::vector<Held> big, small;
-  fill(h, 512 * MiB, big);
+  prof_fill_inside(h, 512 * MiB, big);
   release(h, big);
-  fill_elsewhere(h, 64 * MiB, small);  // after the peak: live, but never at the peak
+  prof_fill_outside(h, 64 * MiB, small);  // after the peak: live, but never at the peak
   const double peak = p.totals(prof::ProfileKind::peak).bytes;
   EXPECT_NEAR(peak / (512.0 * MiB), 1.0, 0.16);  // 5 standard errors, and the peak's 1/64 step
-  EXPECT_EQ(bytes_through(p, prof::ProfileKind::peak,
-                          reinterpret_cast<const void*>(&fill_elsewhere<ProfiledPool>)),
-            0.0);
+  EXPECT_EQ(bytes_through(p, prof::ProfileKind::peak, "prof_fill_outside"), 0.0);
+  EXPECT_NEAR(bytes_through(p, prof::ProfileKind::peak, "prof_fill_inside"), peak, 1.0);
   const double live = p.totals(prof::ProfileKind::live).bytes;
   EXPECT_NEAR(live / (64.0 * MiB), 1.0, 0.45);  // 5 standard errors (8.8% at 64 MiB)
   release(h, small);
@@ -293,18 +298,18 @@ TEST(Prof, ForkWhileThreadsSample) {
 // One call site (stack_site) reached from two callers: a capture must name
 // the right caller every time, whether it came from the thread's cache of the
 // last unwind or from a new one.
-extern "C" __attribute__((noinline)) unsigned stack_site(std::uintptr_t* out) {
+SYDRA_TEST_SITE unsigned stack_site(std::uintptr_t* out) {
   const unsigned n = prof::capture_stack(out, prof::max_frames,
                                          reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)), {});
   asm volatile("" ::: "memory");
   return n;
 }
-extern "C" __attribute__((noinline)) unsigned stack_caller_one(std::uintptr_t* out) {
+SYDRA_TEST_SITE unsigned stack_caller_one(std::uintptr_t* out) {
   const unsigned n = stack_site(out);
   asm volatile("" ::: "memory");
   return n;
 }
-extern "C" __attribute__((noinline)) unsigned stack_caller_two(std::uintptr_t* out) {
+SYDRA_TEST_SITE unsigned stack_caller_two(std::uintptr_t* out) {
   char pad[96];  // another frame size
   asm volatile("" : : "r"(pad) : "memory");
   const unsigned n = stack_site(out);
