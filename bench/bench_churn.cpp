@@ -81,6 +81,7 @@ void register_churn_shapes(const BenchConfig&) {
   };
   for (const Shape& s : shapes) {
     add_churn<Sydra>("Sydra", s.range, s.threads);
+    add_churn<SydraProfiled>("SydraProfiled", s.range, s.threads);
     if (s.erased) add_churn<SydraErased>("SydraErased", s.range, s.threads);
     add_churn<Glibc>("Glibc", s.range, s.threads);
     add_churn<Mimalloc>("Mimalloc", s.range, s.threads);

@@ -92,6 +92,7 @@ void add_aligned(std::size_t n) {
   add_pair<Sydra, Align>("Sydra", n);
   add_pair<SydraNoShard, Align>("SydraNoShard", n);
   add_pair<SydraHardened, Align>("SydraHardened", n);
+  add_pair<SydraProfiled, Align>("SydraProfiled", n);
   add_pair<Glibc, Align>("Glibc", n);
   add_pair<Mimalloc, Align>("Mimalloc", n);
   add_pair<Jemalloc, Align>("Jemalloc", n);
@@ -100,6 +101,7 @@ void add_aligned(std::size_t n) {
 #endif
   add_batch<Sydra, Align>("Sydra", n);
   add_batch<SydraHardened, Align>("SydraHardened", n);
+  add_batch<SydraProfiled, Align>("SydraProfiled", n);
   add_batch<Glibc, Align>("Glibc", n);
   add_batch<Mimalloc, Align>("Mimalloc", n);
   add_batch<Jemalloc, Align>("Jemalloc", n);

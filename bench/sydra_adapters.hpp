@@ -64,24 +64,35 @@ struct SydraNoShard {
   void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
 };
 
-// small_pool with the hardened opt-in (freed-block canaries, encoded free-list
-// links): what the hardening costs on the same shapes. Its own 4-shard handle.
-struct HardenedPolicy : sa::SmallPoolPolicy {
-  static constexpr const char* name = "small_pool-hardened";
-  static constexpr bool hardened = true;
-};
-using HardenedHandle = sa::BasicAllocatorHandle<HardenedPolicy>;
-static_assert(HardenedHandle::hardened);
-inline HardenedHandle& hardened_handle() {
-  static HardenedHandle h(HardenedHandle::Options{.pool = {.shards = kShards}});
-  return h;
-}
-struct SydraHardened {
-  HardenedHandle& h = hardened_handle();
+// A variant whose policy is its own, on a 4-shard handle of its own.
+template <class Policy>
+struct OwnHandle {
+  using Handle = sa::BasicAllocatorHandle<Policy>;
+  static Handle& handle() {
+    static Handle h(typename Handle::Options{.pool = {.shards = kShards}});
+    return h;
+  }
+  Handle& h = handle();
   static bool available(std::string*) { return true; }
   void* alloc(std::size_t n, std::size_t align) noexcept { return h.alloc(n, align); }
   void free(void* p, std::size_t n, std::size_t align) noexcept { h.free(p, n, align); }
 };
+
+// small_pool with the hardened opt-in (freed-block canaries, encoded free-list
+// links): what the hardening costs on the same shapes.
+struct HardenedPolicy : sa::SmallPoolPolicy {
+  static constexpr const char* name = "small_pool-hardened";
+  static constexpr bool hardened = true;
+};
+static_assert(sa::BasicAllocatorHandle<HardenedPolicy>::hardened);
+struct SydraHardened : OwnHandle<HardenedPolicy> {};
+
+// small_pool with the heap profiler on at its default mean (512 KiB): what
+// sampling costs on the same shapes (docs/profiling.md).
+struct ProfiledPolicy : sa::SmallPoolPolicy {
+  using Profiling = sa::HeapProfiling;
+};
+struct SydraProfiled : OwnHandle<ProfiledPolicy> {};
 
 // Through the type-erased Allocator (two pointers, one indirect call per
 // operation) with its default alignment, as engine code that is handed an

@@ -21,12 +21,18 @@
 // Every mode runs it: where the handle has no epochs (default, mimalloc), or
 // no shard manager to pin with (allocator_shards = 0), the readers are skipped
 // and replaced nodes are freed at once; where it keeps no stats, the table is.
-// Usage: demo [--seconds N] [--json]. Exit status 1 if a check fails.
+// With --profile (or SYDRA_ALLOC_PROF set), the handle's policy also names
+// HeapProfiling (docs/profiling.md), and the demo ends with its top three
+// allocation sites: where the run's bytes were allocated, estimated from
+// one sample per 512 KiB.
+// Usage: demo [--seconds N] [--json] [--profile]. Exit status 1 if a check fails.
 #include <sydra/alloc.hpp>
 #include <sydra/alloc/format.hpp>
 #include <sydra/alloc/pmr.hpp>
 #include <sydra/alloc/stl.hpp>
 
+#include <cxxabi.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -48,7 +54,9 @@
 
 namespace sa = sydra::alloc;
 
-namespace {
+// A named namespace, not an anonymous one: its functions keep external
+// linkage, so the executable exports them and --profile's dladdr names them.
+namespace demo {
 
 constexpr std::size_t series_count = 32;
 constexpr std::size_t writer_count = 2;
@@ -312,6 +320,7 @@ class TimeSeriesStore {
 struct Args {
   double seconds = 2.0;
   bool json = false;
+  bool profile = false;
 };
 
 std::string group(std::uint64_t n) {  // 1234567 -> "1,234,567"
@@ -327,6 +336,76 @@ std::string bytes(std::uint64_t n) {  // 512 B, 38.2 KiB, 4.0 MiB
   if (n < 1024) return fmt::format("{} B", n);
   if (n < (std::uint64_t{1} << 20)) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1 << 10));
   return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
+}
+
+// The configured policy with the heap profiler (--profile).
+struct ProfiledPolicy : sa::ConfiguredPolicy {
+  using Profiling = sa::HeapProfiling;
+};
+
+// "R ns::Type<A, B>::f(int) const" -> "ns::Type<>::f": the qualified name
+// of a demangled function, its template arguments, parameters and return
+// type left out.
+std::string qualified_name(std::string_view demangled) {
+  std::string out;
+  int depth = 0;
+  for (char c : demangled) {
+    if (c == '(' && depth == 0) break;
+    if (c == '<' && depth++ == 0) out += "<>";
+    else if (c == '>') --depth;
+    else if (depth == 0) out += c;
+  }
+  const std::size_t space = out.rfind(' ');
+  return space == std::string::npos ? out : out.substr(space + 1);
+}
+
+// The frame that names a site: the first one outside the allocator and the
+// standard library (containers call it for the demo's code). The executable
+// exports its symbols (examples/meson.build), so dladdr finds them.
+std::string site_name(const sa::prof::SiteRow& row) {
+  for (unsigned i = 0; i < row.depth; ++i) {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(row.frames[i] - 1), &info) == 0 || info.dli_sname == nullptr) continue;
+    int status = 0;
+    char* d = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+    const std::string name = qualified_name(status == 0 && d != nullptr ? d : info.dli_sname);
+    std::free(d);
+    if (name.starts_with("sydra::alloc::") || name.starts_with("std::") || name.starts_with("__gnu_cxx::") ||
+        name.starts_with("operator new"))
+      continue;
+    return name;
+  }
+  return fmt::format("{:#x} (not in the executable's symbols)", row.depth != 0 ? row.frames[0] : 0);
+}
+
+// The run's allocations by site (the stacks that one function names, together).
+template <class Handle>
+void print_top_sites(std::FILE* out, Handle& h) {
+  sa::prof::HeapProfile* p = h.heap_profile();
+  if (p == nullptr) return;
+  p->stop();
+  std::vector<sa::prof::SiteRow> rows(256);
+  rows.resize(p->sites(sa::prof::ProfileKind::window, rows.data(), rows.size()));
+  struct Site {
+    std::string name;
+    double bytes = 0, blocks = 0;
+  };
+  std::vector<Site> sites;
+  for (const sa::prof::SiteRow& r : rows) {
+    const std::string name = site_name(r);
+    auto it = std::find_if(sites.begin(), sites.end(), [&](const Site& s) { return s.name == name; });
+    if (it == sites.end()) it = sites.insert(sites.end(), Site{name});
+    it->bytes += r.bytes, it->blocks += r.blocks;
+  }
+  std::sort(sites.begin(), sites.end(), [](const Site& a, const Site& b) { return a.bytes > b.bytes; });
+  if (sites.size() > 3) sites.resize(3);
+  const double all = p->totals(sa::prof::ProfileKind::window).bytes;
+  fmt::print(out, "profile: top {} allocation sites of the run (estimated from one sample per {} KiB; {:.0f} MiB "
+                  "allocated in all):\n",
+             sites.size(), p->mean_bytes() >> 10, all / (1 << 20));
+  for (std::size_t i = 0; i < sites.size(); ++i)
+    fmt::print(out, "  {}. {:8.1f} MiB {:5.1f}%  {:>10} blocks  {}\n", i + 1, sites[i].bytes / (1 << 20),
+               100 * sites[i].bytes / all, group(static_cast<std::uint64_t>(sites[i].blocks)), sites[i].name);
 }
 std::string times(std::uint64_t n) { return n == 1 ? "once" : group(n) + " times"; }
 std::string plural(std::uint64_t n, std::string_view what) {
@@ -446,6 +525,7 @@ int run(Handle& h, const Args& args) {
   using Store = TimeSeriesStore<Handle>;
   std::FILE* log = args.json ? stderr : stdout;  // --json: stdout holds the JSON document only
   const std::string mode(sa::mode);
+  if constexpr (Handle::profiled) h.heap_profile()->start();  // the run's allocations, for print_top_sites
   fmt::print(log, "sydra-alloc demo: an in-memory time-series store on the {} handle: {} series, {} writers, {} "
                   "readers, {} s\n",
              mode, series_count, writer_count, reader_count, args.seconds);
@@ -618,6 +698,7 @@ int run(Handle& h, const Args& args) {
       if (args.json) fmt::print("{{\"mode\":\"{}\",\"stats\":null}}\n", mode);
     }
   }  // the store is gone: every block it held is freed or retired
+  if constexpr (Handle::profiled) print_top_sites(log, h);
 
   if constexpr (requires { h.collect_garbage(); }) h.collect_garbage();
   if constexpr (requires { h.leaks(); }) {
@@ -633,7 +714,9 @@ int run(Handle& h, const Args& args) {
   return 0;
 }
 
-}  // namespace
+}  // namespace demo
+
+using namespace demo;
 
 int main(int argc, char** argv) {
   Args args;
@@ -641,6 +724,8 @@ int main(int argc, char** argv) {
     const std::string_view a = argv[i];
     if (a == "--json") {
       args.json = true;
+    } else if (a == "--profile") {
+      args.profile = true;
     } else if (a == "--seconds" && i + 1 < argc) {
       char* end = nullptr;
       args.seconds = std::strtod(argv[++i], &end);
@@ -649,9 +734,14 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--seconds N] [--json]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--seconds N] [--json] [--profile]\n", argv[0]);
       return a == "--help" || a == "-h" ? 0 : 2;
     }
+  }
+  if (const char* v = std::getenv("SYDRA_ALLOC_PROF"); v != nullptr && *v != '\0') args.profile = true;
+  if (args.profile) {
+    sa::BasicAllocatorHandle<ProfiledPolicy> handle;  // the same, sampled
+    return run(handle, args);
   }
   sa::AllocatorHandle handle;  // the mode Meson was configured with
   return run(handle, args);

@@ -9,7 +9,7 @@ what=${1:-test}
 pkgs=(meson ninja-build g++ pkg-config cmake python3 libfmt-dev libmimalloc-dev)
 if [ "$what" = test ]; then
   pkgs+=(libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev python3-jsonschema clang libclang-rt-14-dev valgrind git
-         libjemalloc-dev libgoogle-perftools-dev redis-server redis-tools)
+         libjemalloc-dev libgoogle-perftools-dev google-perftools redis-server redis-tools)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

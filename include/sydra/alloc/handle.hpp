@@ -17,6 +17,7 @@
 #include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/epoch/epoch_guard.hpp>
+#include <sydra/alloc/prof/profiling.hpp>
 #include <sydra/alloc/slab/idle_return.hpp>
 
 #include <algorithm>
@@ -45,6 +46,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   using Fallback = typename Policy::Fallback;
   static constexpr bool has_epochs = detail::layer_has_epochs<Shards>();
   static constexpr bool has_stats = StatsSource<Fallback> || StatsSource<Buckets> || StatsSource<Shards>;
+  using Profiler = typename PolicyProfiling<Policy>::Layer;  // NoProfiling's is empty (prof/profiling.hpp)
+  static constexpr bool profiled = Profiler::enabled;
 
   struct Options {
     PoolOptions pool{};
@@ -52,10 +55,11 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     bool print_leaks = true;            // also say so on stderr
     typename Fallback::Options fallback{};
     typename Regions::Options regions{};
+    typename Profiler::Options profiling{};
   };
 
   // A handle with a lock registers with the fork guard (detail/fork_guard.hpp).
-  static constexpr bool has_fork_locks = pooled || requires(Fallback& f) { f.fork_lock(); };
+  static constexpr bool has_fork_locks = pooled || profiled || requires(Fallback& f) { f.fork_lock(); };
 
   BasicAllocatorHandle() : BasicAllocatorHandle(Options{}) {}
   explicit BasicAllocatorHandle(const Options& options)
@@ -64,7 +68,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         buckets_(pool_, options.pool),
         shards_(pool_, options.pool, fallback_.backing_allocator(), ShardHooks{&free_thunk, this}),
         leak_report_(options.leak_report),
-        print_leaks_(options.print_leaks) {
+        print_leaks_(options.print_leaks),
+        prof_(options.profiling) {
     if constexpr (has_fork_locks) detail::fork_register(this, &fork_hooks);
   }
   BasicAllocatorHandle(const BasicAllocatorHandle&) = delete;  // pools point back at the handle
@@ -86,6 +91,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   // The whole fast path of an allocation, and of a free, is below: no call is
   // made on it except, last of all, the tail call to the slow path.
   SYDRA_FAST_PATH void* alloc(std::size_t len, std::size_t align) noexcept {
+    if constexpr (profiled) {  // the sampler's clock: one subtract, one branch
+      if (SYDRA_UNLIKELY(prof::due(len))) return alloc_sampled(len, align);
+    }
     if constexpr (pooled) {
       // Pooled: 1..max_size bytes (len 0 wraps around and fails the test) at an
       // alignment of 0, 1, 2, 4, 8 or 16 (the bits of 0x10117).
@@ -166,6 +174,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         return same_class(m, new_len, align);
       }
     }
+    if constexpr (profiled) {
+      if (prof_.sampled(mem)) return false;  // its record keeps its size: moved by the caller instead
+    }
     return fallback_.resize(mem, len, align, new_len);
   }
 
@@ -179,6 +190,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         return move_block(mem, len, align, new_len);  // across classes, or out to the fallback
       }
       if (poolable(new_len, align)) return move_block(mem, len, align, new_len);  // into a pool
+    }
+    if constexpr (profiled) {
+      if (prof_.sampled(mem)) return move_block(mem, len, align, new_len);  // a new sample or none
     }
     void* p = fallback_.remap(mem, len, align, new_len);
     if (SYDRA_UNLIKELY(p == nullptr) && give_back_after_failure()) p = fallback_.remap(mem, len, align, new_len);
@@ -206,7 +220,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         return free_pooled(m, mem, m->block_size, 1);
       }
     }
-    if (mem != nullptr) fallback_.free_unsized(mem);
+    if (mem == nullptr) return;
+    if constexpr (profiled) prof_.forget(mem);
+    fallback_.free_unsized(mem);
   }
   // calloc(): a zero-filled block. Pooled blocks are cleared here; a
   // fallback that knows which of its pages are fresh from the kernel
@@ -215,6 +231,13 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   void* alloc_zeroed(std::size_t len, std::size_t align) noexcept {
     if constexpr (requires(Fallback& f) { f.alloc_zeroed(len, align); }) {
       if (!poolable(len, align)) {
+        if constexpr (profiled) {
+          if (SYDRA_UNLIKELY(prof::due(len))) {
+            void* p = alloc_sampled(len, align);
+            if (p != nullptr) std::memset(p, 0, len);
+            return p;
+          }
+        }
         align = normalize_align(align);
         if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
         void* p = fallback_.alloc_zeroed(len, align);
@@ -252,8 +275,10 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if constexpr (requires { buckets_.fork_lock(); }) buckets_.fork_lock();
     if constexpr (requires { pool_.fork_lock(); }) pool_.fork_lock();
     if constexpr (requires { fallback_.fork_lock(); }) fallback_.fork_lock();
+    if constexpr (profiled) prof_.fork_lock();  // a leaf: a free under another lock may take it
   }
   void fork_release() noexcept {
+    if constexpr (profiled) prof_.fork_unlock();
     if constexpr (requires { fallback_.fork_unlock(); }) fallback_.fork_unlock();
     if constexpr (requires { pool_.fork_unlock(); }) pool_.fork_unlock();
     if constexpr (requires { buckets_.fork_unlock(); }) buckets_.fork_unlock();
@@ -286,6 +311,9 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         return move_unsized(mem, m->block_size, new_len);  // across classes, or out to the fallback
       }
       if (poolable(new_len, align)) return move_unsized(mem, fallback_.usable_size(mem), new_len);  // into a pool
+    }
+    if constexpr (profiled) {
+      if (prof_.sampled(mem)) return move_unsized(mem, fallback_.usable_size(mem), new_len);
     }
     return fallback_.remap_unsized(mem, new_len);
   }
@@ -412,6 +440,14 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return freed;
   }
 
+  // ---- Heap profiles (a policy with `using Profiling = HeapProfiling;`) ----------
+  // nullptr when the handle was built with profiling.enabled = false.
+  template <class P = Profiler>
+    requires(P::enabled)
+  prof::HeapProfile* heap_profile() noexcept {
+    return prof_.profile();
+  }
+
   Fallback& fallback() noexcept { return fallback_; }
   Shards& shards() noexcept { return shards_; }
   Buckets& buckets() noexcept { return buckets_; }
@@ -468,8 +504,30 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
 
   void free_fallback(void* mem, std::size_t len, std::size_t align) noexcept {
     if (mem == nullptr || len == 0) return;
+    if constexpr (profiled) prof_.forget(mem);
     fallback_.free(mem, len, normalize_align(align));
     detail::idle_poll();
+  }
+
+  // The sampler's clock ran out. A sampled block comes from the fallback, so
+  // that a pooled free never needs to ask whether its block was sampled; an
+  // allocation the slow path does not sample takes the ordinary route (its
+  // bytes are given back to the clock, which alloc() counts again).
+  template <class P = Profiler>  // a template: an explicit instantiation without a profiler skips it
+    requires(P::enabled)
+  SYDRA_SLOW_PATH void* alloc_sampled(std::size_t len, std::size_t align) noexcept {
+    const prof::Decision d = prof_.decide(len);
+    if (!d.sample) {
+      prof::give_back(len);
+      return alloc(len, align);
+    }
+    void* p = alloc_fallback(len, align);
+    if (p != nullptr) {
+      const unsigned cls = pooled && poolable(len, align) ? Classes::class_of(len, align) : Classes::count;
+      prof_.record(p, len, normalize_align(align), cls, d.weight,
+                   reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));
+    }
+    return p;
   }
 
   // An allocation failed: the caches this thread can reach give their blocks
@@ -607,6 +665,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   [[no_unique_address]] Shards shards_;
   LeakReport* leak_report_;
   bool print_leaks_;
+  [[no_unique_address]] Profiler prof_;
 };
 
 }  // namespace SYDRA_ALLOC_ABI
