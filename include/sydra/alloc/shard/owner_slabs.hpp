@@ -15,7 +15,8 @@
 //   thread_free  other threads' frees (shard/remote_free.hpp)
 // and `used`, its blocks that are out of those lists. The moment `used`
 // reaches 0 the slab goes back to the pool, for any class of any owner
-// (unless it is the class's current slab, which stays as its cache).
+// (unless it is the class's current slab, which stays as its cache, or the
+// class keeps no spare yet: one empty slab each, given back by empty()).
 //
 // A block moves: carved or taken from a slab's lists into the head as a
 // whole list -> handed out by the fast path -> freed onto its slab's `free`
@@ -72,6 +73,10 @@ struct alignas(64) Shard {
   struct Lists {  // the owner's slabs of one class, beyond the current one
     SlabList partial;
     SlabList waiting;
+    // One empty slab kept back from the pool: a class whose slabs empty
+    // and fill in turn (large blocks, a few to a slab) would otherwise pay
+    // the pool's lock twice per slab. Given back by empty().
+    SlabMeta* spare = nullptr;
   };
 
   explicit Shard(std::uint32_t i) noexcept : index(i) {}
@@ -239,6 +244,18 @@ struct alignas(64) Shard {
   template <class SafeBelow>
   void empty(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
     take_news(pool, cls, safe_below);
+    give_back_head(pool, cls);
+    if (SlabMeta* m = lists[cls].spare) {  // last: giving the head back may have emptied a slab
+      lists[cls].spare = nullptr;
+      note_slabs(cls, -1);
+      pool.release(m);
+    }
+  }
+
+  std::uint64_t slabs(unsigned cls) const noexcept { return slab_count[cls].load(std::memory_order_relaxed); }
+
+ private:
+  void give_back_head(Pool& pool, unsigned cls) noexcept {
     Head& h = head[cls];
     SlabMeta* m = h.cur;
     if (m == nullptr) return;
@@ -261,9 +278,6 @@ struct alignas(64) Shard {
     link(cls, m, ShardSlab::partial);
   }
 
-  std::uint64_t slabs(unsigned cls) const noexcept { return slab_count[cls].load(std::memory_order_relaxed); }
-
- private:
   // Fills the head from slab m: its own frees, then reclaimed remote frees,
   // then its thread_free, then its untouched tail. False: nothing to take.
   template <class SafeBelow>
@@ -336,6 +350,10 @@ struct alignas(64) Shard {
         }
       }
     }
+    if (SlabMeta* m = lists[cls].spare) {
+      lists[cls].spare = nullptr;
+      return m;
+    }
     SlabMeta* m = pool.acquire(SlabKind::shard, this, cls, static_cast<std::uint32_t>(Classes::sizes[cls]));
     if (m != nullptr) note_slabs(cls, +1);
     return m;
@@ -378,6 +396,10 @@ struct alignas(64) Shard {
       return;
     }
     unlink(cls, m);
+    if (lists[cls].spare == nullptr) {
+      lists[cls].spare = m;
+      return;
+    }
     note_slabs(cls, -1);
     pool.release(m);
   }
