@@ -200,8 +200,10 @@ struct alignas(64) Shard {
   // Reads the news: each slab some thread queued is unqueued; a full slab
   // goes back on the partial list, an empty one (every block out of it came
   // back remotely, and no reader can see them) back to the pool.
+  // Returns the remote frees it took back.
   template <class SafeBelow>
-  void take_news(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
+  std::size_t take_news(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
+    std::size_t taken = 0;
     for (SlabMeta* m = in[cls].take_news(); m != nullptr;) {
       SlabMeta* next = m->notify_next;
       const ThreadFreeWord w = Frees::unqueue(m);
@@ -209,10 +211,8 @@ struct alignas(64) Shard {
         // The next fill takes its blocks.
       } else if (w.count() == m->used.load(std::memory_order_relaxed)) {
         const typename Frees::Taken t = Frees::take(m, safe_below);
-        if (t.count != 0) {
-          in[cls].reclaimed.bump(t.count);
-          m->used.store(m->used.load(std::memory_order_relaxed) - t.count, std::memory_order_relaxed);
-        }
+        keep_taken(cls, m, t);
+        taken += t.count;
         if (m->used.load(std::memory_order_relaxed) == 0) release_if_quiet(pool, cls, m);
         else if (m->state == ShardSlab::full) link(cls, m, ShardSlab::waiting);
       } else if (m->state == ShardSlab::full) {
@@ -220,6 +220,7 @@ struct alignas(64) Shard {
       }
       m = next;
     }
+    return taken;
   }
 
   // A collect: every slab's remote frees that no reader can see move to the
@@ -227,8 +228,7 @@ struct alignas(64) Shard {
   // Returns the blocks taken.
   template <class SafeBelow>
   std::size_t reclaim(Pool& pool, unsigned cls, SafeBelow safe_below) noexcept {
-    take_news(pool, cls, safe_below);
-    std::size_t n = 0;
+    std::size_t n = take_news(pool, cls, safe_below);
     if (SlabMeta* m = head[cls].cur) n += reclaim_slab(pool, cls, m, safe_below);
     for (SlabList* list : {&lists[cls].partial, &lists[cls].waiting})
       for (SlabMeta* m = list->head; m != nullptr;) {
@@ -363,13 +363,25 @@ struct alignas(64) Shard {
   std::size_t reclaim_slab(Pool& pool, unsigned cls, SlabMeta* m, SafeBelow safe_below) noexcept {
     const typename Frees::Taken t = Frees::take(m, safe_below);
     if (t.count == 0) return 0;
-    in[cls].reclaimed.bump(t.count);
-    const std::uint32_t used = m->used.load(std::memory_order_relaxed) - t.count;
-    m->used.store(used, std::memory_order_relaxed);
-    if (used == 0 && m->state != ShardSlab::current) {
+    keep_taken(cls, m, t);
+    if (m->used.load(std::memory_order_relaxed) == 0 && m->state != ShardSlab::current) {
       release_if_quiet(pool, cls, m);
       return t.count;
     }
+    if (m->state == ShardSlab::waiting) {
+      unlink(cls, m);
+      link(cls, m, ShardSlab::partial);
+    }
+    return t.count;
+  }
+
+  // Remote frees taken from m's thread_free join its rfree, counted
+  // reclaimed: always, even when m is about to empty, because an empty slab
+  // may stay (the spare, or still queued) and must keep every block it has.
+  void keep_taken(unsigned cls, SlabMeta* m, const typename Frees::Taken& t) noexcept {
+    if (t.count == 0) return;
+    in[cls].reclaimed.bump(t.count);
+    m->used.store(m->used.load(std::memory_order_relaxed) - t.count, std::memory_order_relaxed);
     if (m->rfree != nullptr) {  // rarely: a collect took the last ones, and fills take rfree whole
       FreeNode* tail = t.head;
       for (FreeNode* next = L::load_next(tail); next != nullptr; next = L::load_next(tail)) tail = next;
@@ -377,11 +389,6 @@ struct alignas(64) Shard {
     }
     m->rfree = t.head;
     m->nrfree = static_cast<std::uint16_t>(m->nrfree + t.count);
-    if (m->state == ShardSlab::waiting) {
-      unlink(cls, m);
-      link(cls, m, ShardSlab::partial);
-    }
-    return t.count;
   }
 
   // An empty slab goes back to the pool, unless it is still on the notify
