@@ -125,28 +125,29 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   SYDRA_FAST_PATH void free(void* mem, std::size_t len, std::size_t align) noexcept {
     if constexpr (pooled) {
       // The block's slab says everything: whose it is, its class, its owner.
-      SlabMeta* m = Pagemap::lookup(mem);
-      if (m == nullptr) return free_fallback(mem, len, align);  // no slab: the fallback's, whatever len says
-      if constexpr (!checked) {
-        // The class the caller's length names is only a guess, checked
-        // against the slab's below; the addresses the push stores to come
-        // from it and from this thread's entry, so that they do not wait for
-        // the slab metadata's loads (the next allocation would wait on them).
-        if (SYDRA_LIKELY(len - 1 < Classes::max_size && align <= max_pooled_alignment)) {
-          const unsigned cls = Classes::class_of(len, align);
-          if (SYDRA_LIKELY(m->size_class == cls && m->handle == this &&
-                           Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
-                                                    cls)))
-            return free_block(m, mem, cls, len, align);
-        }
-      }
-      return free_pooled(m, mem, len, align);
+      SlabMeta* m;
+      if (SYDRA_UNLIKELY(!Pagemap::lookup_flat(mem, m))) return free_unmapped(mem, len, align);  // no flat table
+      return free_in(m, mem, len, align);
     } else {
       free_fallback(mem, len, align);
     }
   }
 
  private:
+  // mem's slab is m, or none (nullptr).
+  SYDRA_FAST_PATH void free_in(SlabMeta* m, void* mem, std::size_t len, std::size_t align) noexcept {
+    if (m == nullptr) return free_fallback(mem, len, align);  // no slab: the fallback's, whatever len says
+    if constexpr (!checked) {
+      // The class is the slab's, never the caller's length: a release build
+      // checks what the lookup pays for (this handle's slab, the start of a
+      // block) and holds len only to "0 frees nothing". Checked builds also
+      // hold len and align to the class (check_claims).
+      if (SYDRA_LIKELY(len != 0 && m->handle == this && m->starts_block(mem)))
+        return free_block(m, mem, m->size_class, len, align);
+    }
+    return free_pooled(m, mem, len, align);
+  }
+
   // A free whose block the caller's fast path has checked (this handle's, the
   // start of a block of class cls): its slab's free list (the owner), this
   // CPU's cache, or the slow route.
@@ -211,11 +212,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if constexpr (pooled) {
       if (SlabMeta* m = Pagemap::lookup(mem)) {
         if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
-          const unsigned cls = m->size_class;
-          if (SYDRA_LIKELY(m->handle == this &&
-                           Classes::is_block_offset(static_cast<std::size_t>(static_cast<char*>(mem) - m->base),
-                                                    cls)))
-            return free_block(m, mem, cls, m->block_size, 1);
+          if (SYDRA_LIKELY(m->handle == this && m->starts_block(mem)))
+            return free_block(m, mem, m->size_class, m->block_size, 1);
         }
         return free_pooled(m, mem, m->block_size, 1);
       }
@@ -502,7 +500,11 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return fallback_.alloc(len, align);
   }
 
-  void free_fallback(void* mem, std::size_t len, std::size_t align) noexcept {
+  // free() in a process with no flat pagemap (yet): the radix table's lookup.
+  SYDRA_OUT_OF_LINE void free_unmapped(void* mem, std::size_t len, std::size_t align) noexcept {
+    free_in(Pagemap::lookup(mem), mem, len, align);
+  }
+  SYDRA_OUT_OF_LINE void free_fallback(void* mem, std::size_t len, std::size_t align) noexcept {
     if (mem == nullptr || len == 0) return;
     if constexpr (profiled) prof_.forget(mem);
     fallback_.free(mem, len, normalize_align(align));

@@ -29,6 +29,10 @@
 // that the fast path stays a handful of instructions (snmalloc's split).
 #define SYDRA_FAST_PATH inline __attribute__((always_inline))
 #define SYDRA_SLOW_PATH __attribute__((noinline, cold))
+// Out of line but not cold: a common route that is not the fast path (the
+// fallback's free). Called last, it is a jump, and the fast path that reaches
+// it saves no register.
+#define SYDRA_OUT_OF_LINE __attribute__((noinline))
 #define SYDRA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SYDRA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -59,6 +59,18 @@ class Pagemap {
     return lookup_radix(key);
   }
 
+  // lookup()'s fast half, for the free fast path: false (m untouched) when
+  // the flat table is not in use (not yet, or the radix table instead), so
+  // that the caller's slow route, not this, makes the call to the radix
+  // lookup, and the fast path stays free of calls that return.
+  SYDRA_FAST_PATH static bool lookup_flat(const void* p, SlabMeta*& m) noexcept {
+    const std::uintptr_t key = reinterpret_cast<std::uintptr_t>(p) >> slab_shift;
+    Entry* flat = flat_.load(std::memory_order_acquire);
+    if (SYDRA_UNLIKELY(flat == nullptr)) return false;
+    m = SYDRA_LIKELY(!(key >> key_bits)) ? flat[key].load(std::memory_order_acquire) : nullptr;
+    return true;
+  }
+
   // Publishes `count` consecutive slabs starting at base (slab-aligned) with
   // metas[0..count). False when the address is out of range or the table
   // cannot be mapped: the caller treats it as out of memory (nothing is

@@ -67,6 +67,10 @@ struct alignas(64) SlabMeta {
   // empty, and the hand-over between them is ordered by the pool's lock.
   bool listed : 1;     // on its owner's list of slabs with blocks to give (bucket slabs)
   bool committed : 1;  // its memory is committed (false after a decommit, until reused)
+  // block_size's divisibility magic (Lemire, 32 bits: offsets are below
+  // 2^16), so a free checks "starts a block" with one multiply on the line
+  // it reads anyway, and no table load.
+  std::uint32_t block_magic;
 
   // Shard slabs: other threads' frees (shard/remote_free.hpp), a stack of
   // blocks packed with its count and a "queued" bit.
@@ -81,6 +85,13 @@ struct alignas(64) SlabMeta {
   std::atomic<std::uint64_t>* live;
 #endif
 
+  static constexpr std::uint32_t magic_of(std::uint32_t size) noexcept { return ~std::uint32_t{0} / size + 1; }
+  // p (inside this slab) is the start of one of its blocks. A slab is 64
+  // KiB-aligned, so the offset is the address's low bits: no load of base.
+  SYDRA_FAST_PATH bool starts_block(const void* p) const noexcept {
+    const auto off = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(p) & (slab_bytes - 1));
+    return off * block_magic <= block_magic - 1;
+  }
   std::uint32_t index_of_offset(std::size_t off) const noexcept { return static_cast<std::uint32_t>(off / block_size); }
   // Checked builds only: flips a block's live bit; returns its previous value.
 #if SYDRA_ALLOC_CHECKED

@@ -121,6 +121,7 @@ class SlabPool {
     m->state = ShardSlab::full;
     m->carved = 0;
     m->block_size = block_size;
+    m->block_magic = SlabMeta::magic_of(block_size);
     m->capacity = static_cast<std::uint16_t>(slab_bytes / block_size);
     m->size_class = static_cast<std::uint8_t>(cls);
     m->listed = false;
