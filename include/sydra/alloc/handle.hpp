@@ -105,10 +105,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         if constexpr (Shards::enabled) {
           const detail::ThreadEntry& e = shards_.entry();
           if (SYDRA_LIKELY(shards_.bound(e))) {
-            if (e.hot != nullptr) {
-              if (void* p; shards_.pop(e.hot, cls, p)) return pooled_out(p);  // this thread's shard: no lock
-              return alloc_slow(len, align, cls);                           // fill its head from its slabs
-            }
+            if (void* p; shards_.pop(e.hot, cls, p)) return pooled_out(p);  // this thread's shard: no lock
+            if (shards_.has_shard(e)) return alloc_slow(len, align, cls);  // fill its head from its slabs
           } else if (shards_.running()) {
             return alloc_slow(len, align, cls);  // this thread's first use: bind, take a shard if one is free
           }
@@ -155,7 +153,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if constexpr (hardened) mark_freed(mem);  // aborts if it already was
     if constexpr (Shards::enabled) {
       const detail::ThreadEntry& e = shards_.entry();
-      if (shards_.bound(e) && e.hot != nullptr && m->owner == e.hot && shards_.push(e.hot, m, cls, mem))
+      if (shards_.bound(e) && m->owner == e.hot && shards_.push(e.hot, m, cls, mem))
         return;  // the owner: onto its slab's free list
     }
     if constexpr (Buckets::enabled) {

@@ -89,6 +89,7 @@ class ShardLayer final : public detail::ThreadHost {
     }
     id_ = detail::register_host(this);
     slot_ = static_cast<std::uint32_t>(id_ % detail::ThreadCache::ways);
+    entry_offset_ = slot_ * sizeof(detail::ThreadEntry);
     if (id_ == 0) {  // no room in the thread registry: no manager, as when the array cannot be made
       for (std::size_t i = 0; i < n; ++i) shards_[i].~Shard();
       backing.free(shards_, n * sizeof(Shard), alignof(Shard));
@@ -96,6 +97,7 @@ class ShardLayer final : public detail::ThreadHost {
       return;
     }
     count_ = n;
+    entry_id_ = id_;
     available_.store(n, std::memory_order_relaxed);
   }
   ShardLayer(const ShardLayer&) = delete;
@@ -166,10 +168,16 @@ class ShardLayer final : public detail::ThreadHost {
   // from its shard's head (pop(); the shard's half is Shard::pop and
   // Shard::push, shard/owner_slabs.hpp). No call on the way: an empty head
   // returns nullptr and the handle's slow path fills it.
-  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept { return detail::thread_cache.entries[slot_]; }
+  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
+    return *reinterpret_cast<const detail::ThreadEntry*>(
+        reinterpret_cast<const char*>(&detail::thread_cache.entries[0]) + entry_offset_);
+  }
   // The entry is this layer's: the thread is bound (entry.hot is its shard,
-  // or nullptr for a thread that found none free).
-  SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == id_; }
+  // or no_shard_ for a thread that found none free).
+  SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == entry_id_; }
+  // Of a bound entry: the thread holds a shard. Asked only after a pop
+  // failed: a pop from no_shard_ always fails.
+  SYDRA_FAST_PATH static bool has_shard(const detail::ThreadEntry& e) noexcept { return e.hot != &no_shard_; }
 
   // False when the head is empty (out is then untouched).
   SYDRA_FAST_PATH bool pop(void* shard, unsigned cls, void*& out) noexcept {
@@ -179,7 +187,7 @@ class ShardLayer final : public detail::ThreadHost {
   SYDRA_FAST_PATH void* alloc_fast(unsigned cls) noexcept {
     const detail::ThreadEntry& e = entry();
     void* p = nullptr;
-    if (SYDRA_UNLIKELY(!bound(e) || e.hot == nullptr)) return nullptr;
+    if (SYDRA_UNLIKELY(!bound(e))) return nullptr;
     pop(e.hot, cls, p);
     return p;
   }
@@ -188,7 +196,7 @@ class ShardLayer final : public detail::ThreadHost {
   // (nothing done) for anything else.
   SYDRA_FAST_PATH bool free_fast(SlabMeta* slab, void* p) noexcept {
     const detail::ThreadEntry& e = entry();
-    if (SYDRA_UNLIKELY(e.id != id_ || e.hot != slab->owner)) return false;
+    if (SYDRA_UNLIKELY(!bound(e) || e.hot != slab->owner)) return false;
     return push(e.hot, slab, slab->size_class, p);
   }
   // The handle's free fast path: `shard` is this thread's (from its entry)
@@ -204,7 +212,7 @@ class ShardLayer final : public detail::ThreadHost {
     if (void* p = alloc_fast(cls)) return p;
     const detail::ThreadEntry& e = entry();
     auto* s = static_cast<Shard*>(e.hot);
-    if (e.id != id_ || s == nullptr) return alloc_unbound(cls, e.id == id_);
+    if (!bound(e) || s == &no_shard_) return alloc_unbound(cls, bound(e));
     return alloc_refill(*s, cls);
   }
 
@@ -325,7 +333,8 @@ class ShardLayer final : public detail::ThreadHost {
     void* mem = backing_.alloc(sizeof(Binding), alignof(Binding));
     return mem != nullptr ? ::new (mem) Binding{} : nullptr;
   }
-  void* hot_of(void* state) noexcept override { return static_cast<Binding*>(state)->shard; }
+  void* hot_of(void* state) noexcept override { return hot(static_cast<Binding*>(state)->shard); }
+  static Shard* hot(Shard* s) noexcept { return s != nullptr ? s : &no_shard_; }
   void on_thread_exit(void* state) noexcept override { drop(static_cast<Binding*>(state)); }
 
   // A thread leaves (exit, or the layer's shutdown): its shard's heads go
@@ -359,7 +368,7 @@ class ShardLayer final : public detail::ThreadHost {
     auto* b = static_cast<Binding*>(e->state);
     if (b->shard == nullptr) {
       b->shard = try_take_shard();
-      e->hot = b->shard;
+      e->hot = hot(b->shard);
       if (b->shard == nullptr) return nullptr;
     }
     return alloc(cls);
@@ -492,6 +501,16 @@ class ShardLayer final : public detail::ThreadHost {
   std::size_t count_ = 0;
   std::uint64_t id_ = 0;  // 0 never matches an entry: no manager
   std::uint32_t slot_ = 0;  // id_'s entry in the thread cache
+  std::size_t entry_offset_ = 0;  // and its offset in the cache's entries
+  // What bound() compares an entry's id with: id_ once the layer runs, and
+  // before (or with no manager) an id no entry has, not even an empty one.
+  std::uint64_t entry_id_ = ~std::uint64_t{0};
+  // What a bound thread without a shard finds in its entry: a shard whose
+  // heads are always empty and that owns no slab, so that the fast paths
+  // need no null test (a pop from it fails, no free matches it). Never
+  // written; constant-initialized, as the malloc library may use a handle
+  // before any constructor has run.
+  static constinit inline Shard no_shard_{0};
   bool down_ = false;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> available_{0};

@@ -79,7 +79,7 @@ struct alignas(64) Shard {
     SlabMeta* spare = nullptr;
   };
 
-  explicit Shard(std::uint32_t i) noexcept : index(i) {}
+  explicit constexpr Shard(std::uint32_t i) noexcept : index(i) {}
 
   // Brackets a change of the owner's lists (see busy). The fence keeps the
   // flag's store ahead of the list stores it guards, as a fork sees them.
