@@ -112,7 +112,8 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
           }
         }
         if constexpr (Buckets::enabled) {
-          if (void* p = buckets_.alloc_fast(cls)) return pooled_out(p);  // no shard: this CPU's cache, no lock
+          if constexpr (Shards::enabled) return alloc_per_cpu(len, align, cls);  // no shard (see alloc_per_cpu)
+          if (void* p = buckets_.alloc_fast(cls)) return pooled_out(p);  // this CPU's cache, no lock
         }
         return alloc_slow(len, align, cls);
       }
@@ -157,11 +158,29 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         return;  // the owner: onto its slab's free list
     }
     if constexpr (Buckets::enabled) {
+      if constexpr (Shards::enabled) return free_per_cpu(m, mem, cls, len, align);  // see alloc_per_cpu
       if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
     }
     return route_pooled(m, mem, len, align);  // a remote or slow free
   }
   // ---- End of the fast path --------------------------------------------------
+
+  // This CPU's cache, for a thread without a shard. Out of line when the
+  // policy has shards: inlined, its registers would be saved on every shard
+  // allocation and free too (a frame the shard path does not need).
+  SYDRA_OUT_OF_LINE void* alloc_per_cpu(std::size_t len, std::size_t align, unsigned cls) noexcept {
+    if constexpr (Buckets::enabled) {  // (an explicit instantiation makes every member)
+      if (void* p = buckets_.alloc_fast(cls)) return pooled_out(p);  // no lock
+    }
+    return alloc_slow(len, align, cls);
+  }
+  SYDRA_OUT_OF_LINE void free_per_cpu(SlabMeta* m, void* mem, unsigned cls, std::size_t len,
+                                      std::size_t align) noexcept {
+    if constexpr (Buckets::enabled) {
+      if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // no lock
+    }
+    return route_pooled(m, mem, len, align);  // a remote or slow free
+  }
 
  public:
   bool resize(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
@@ -208,18 +227,36 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     requires requires(F& f, void* p) { f.free_unsized(p); }
   SYDRA_FAST_PATH void free_unsized(void* mem) noexcept {
     if constexpr (pooled) {
-      if (SlabMeta* m = Pagemap::lookup(mem)) {
-        if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
-          if (SYDRA_LIKELY(m->handle == this && m->starts_block(mem)))
-            return free_block(m, mem, m->size_class, m->block_size, 1);
-        }
-        return free_pooled(m, mem, m->block_size, 1);
-      }
+      SlabMeta* m;
+      if (SYDRA_UNLIKELY(!Pagemap::lookup_flat(mem, m))) return free_unsized_unmapped(mem);  // no flat table
+      return free_unsized_in(m, mem);
+    } else {
+      free_unsized_fallback(mem);
     }
+  }
+
+ private:
+  template <class F = Fallback>
+  SYDRA_FAST_PATH void free_unsized_in(SlabMeta* m, void* mem) noexcept {
+    if (m == nullptr) return free_unsized_fallback(mem);
+    if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
+      if (SYDRA_LIKELY(m->handle == this && m->starts_block(mem)))
+        return free_block(m, mem, m->size_class, m->block_size, 1);
+    }
+    return free_pooled(m, mem, m->block_size, 1);
+  }
+  template <class F = Fallback>
+  SYDRA_OUT_OF_LINE void free_unsized_unmapped(void* mem) noexcept {
+    free_unsized_in(Pagemap::lookup(mem), mem);
+  }
+  template <class F = Fallback>
+  SYDRA_OUT_OF_LINE void free_unsized_fallback(void* mem) noexcept {
     if (mem == nullptr) return;
     if constexpr (profiled) prof_.forget(mem);
     fallback_.free_unsized(mem);
   }
+
+ public:
   // calloc(): a zero-filled block. Pooled blocks are cleared here; a
   // fallback that knows which of its pages are fresh from the kernel
   // (LibcHeap: glibc's calloc) clears only the others, which for a large
@@ -486,7 +523,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return alloc_fallback_once(len, align);
   }
 
-  void* alloc_fallback(std::size_t len, std::size_t align) noexcept {
+  SYDRA_OUT_OF_LINE void* alloc_fallback(std::size_t len, std::size_t align) noexcept {
     if (void* p = alloc_fallback_once(len, align)) return p;
     if (!valid_request(len, normalize_align(align)) || !give_back_after_failure()) return nullptr;
     return alloc_fallback_once(len, align);

@@ -106,7 +106,8 @@ class Process {
   static void* malloc(std::size_t n) noexcept { return out_of(allocate(n, malloc_align)); }
   static void free(void* p) noexcept {
     if (p == nullptr) return;
-    if (Handle* h = get()) h->free_unsized(p);  // else a re-entrant free while building: an arena block, kept
+    if (SYDRA_LIKELY(state_.load(std::memory_order_acquire) == ready)) return handle()->free_unsized(p);
+    free_unready(p);  // out of line: the path above keeps no frame
   }
   static void* calloc(std::size_t count, std::size_t size) noexcept {
     std::size_t n = 0;
@@ -352,13 +353,16 @@ class Process {
 
  private:
   static void* out_of(void* p) noexcept { return p != nullptr ? p : fail(); }
+  SYDRA_SLOW_PATH static void free_unready(void* p) noexcept {
+    if (Handle* h = get()) h->free_unsized(p);  // else a re-entrant free while building: an arena block, kept
+  }
   static void* fail() noexcept {
     errno = ENOMEM;
     return nullptr;
   }
   static void* aligned(std::size_t align, std::size_t n) noexcept { return out_of(allocate(n, align)); }
   // Every allocation but calloc's: at least 1 byte, at least malloc's alignment.
-  static void* allocate(std::size_t n, std::size_t align) noexcept {
+  SYDRA_FAST_PATH static void* allocate(std::size_t n, std::size_t align) noexcept {
     if (n == 0) n = 1;
     if (align < malloc_align) align = malloc_align;
     if (Handle* h = get()) return h->alloc(n, align);
