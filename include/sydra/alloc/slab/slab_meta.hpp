@@ -35,48 +35,35 @@ enum class ShardSlab : std::uint8_t {
 
 struct FreeNode;
 
-// Two cache lines. The first is everything a free reads and the owner's
-// lists; the second what other threads write (remote frees) and the slow
-// paths' links, so that remote frees do not take the first line away from
-// the owner.
+// Two cache lines. The first is what every free reads, and no free writes:
+// the routing, stable while any block is live, and the slow paths' list
+// links. The second is what frees write: the owner's free list and counts,
+// and the word other threads push their frees onto. So a remote free reads
+// a line that the owner's frees leave shared in every core's cache, instead
+// of taking it from the owner each time (and the owner taking it back).
 struct alignas(64) SlabMeta {
-  // Routing: read by any thread that frees a block of the slab. Written when
-  // the pool hands the slab to an owner, before any of its blocks exists, and
-  // stable while any block is live.
+  // ---- Line 1: routing, read by any thread that frees a block of the slab.
+  // Written when the pool hands the slab to an owner, before any of its
+  // blocks exists, and stable while any block is live.
   const void* handle;  // which handle's pool (the foreign-pointer check)
   void* owner;         // the Bucket or Shard its blocks return to
   char* base;          // the slab's first block
-  // The owner's (owner thread only, or under the bucket's lock; the pool's
-  // while the slab is empty).
-  union {
-    FreeNode* free;                 // owner: blocks given back to this slab
-    std::uint64_t emptied_at_ms;    // pool: when it became empty (decommit delay)
-  };
-  FreeNode* rfree;                  // shard owner: remote frees taken back by a collect, reusable
-  std::atomic<std::uint32_t> used;  // blocks out of the slab's lists: live, cached, or freed remotely and not yet taken
-  std::uint16_t carved;             // blocks ever carved from the slab's untouched tail
-  std::uint16_t capacity;           // blocks in the slab
-  std::uint32_t block_size;         // up to a whole slab (a 64 KiB class)
-  std::uint16_t nrfree;             // blocks on rfree
+  std::uint32_t block_size;  // up to a whole slab (a 64 KiB class)
+  // block_size's divisibility magic (Lemire, 32 bits: offsets are below
+  // 2^16), so a free checks "starts a block" with one multiply on the line
+  // it reads anyway, and no table load.
+  std::uint32_t block_magic;
+  std::uint16_t capacity;  // blocks in the slab
   std::uint8_t size_class;
   SlabKind kind;
-  ShardSlab state;          // shard slabs: which of the owner's lists
   std::uint8_t last_class;  // the class it served before it was last emptied (reuse across classes)
   // One byte for both flags. Never written concurrently: `listed` by the
   // owner while the slab is in use, `committed` by the pool while it is
   // empty, and the hand-over between them is ordered by the pool's lock.
   bool listed : 1;     // on its owner's list of slabs with blocks to give (bucket slabs)
   bool committed : 1;  // its memory is committed (false after a decommit, until reused)
-  // block_size's divisibility magic (Lemire, 32 bits: offsets are below
-  // 2^16), so a free checks "starts a block" with one multiply on the line
-  // it reads anyway, and no table load.
-  std::uint32_t block_magic;
-
-  // Shard slabs: other threads' frees (shard/remote_free.hpp), a stack of
-  // blocks packed with its count and a "queued" bit.
-  alignas(64) std::atomic<std::uint64_t> thread_free;
-  std::atomic<std::uint64_t> thread_free_stamp;  // the newest epoch stamp pushed onto thread_free
-  SlabMeta* notify_next;                         // its owner's stack of slabs with news
+  // The slow paths' links (a slab changes lists far less often than it is
+  // freed into).
   SlabMeta* prev;  // owner: its list of slabs; pool: its empty list
   SlabMeta* next;
 #if SYDRA_ALLOC_CHECKED
@@ -85,12 +72,30 @@ struct alignas(64) SlabMeta {
   std::atomic<std::uint64_t>* live;
 #endif
 
+  // ---- Line 2: what frees write. The owner's (owner thread only, or under
+  // the bucket's lock; the pool's while the slab is empty):
+  alignas(64) FreeNode* rfree;  // shard owner: remote frees taken back by a collect, reusable
+  union {
+    FreeNode* free;               // owner: blocks given back to this slab
+    std::uint64_t emptied_at_ms;  // pool: when it became empty (decommit delay)
+  };
+  std::atomic<std::uint32_t> used;  // blocks out of the slab's lists: live, cached, or freed remotely and not yet taken
+  std::uint16_t carved;             // blocks ever carved from the slab's untouched tail
+  std::uint16_t nrfree;             // blocks on rfree
+  ShardSlab state;                  // shard slabs: which of the owner's lists
+  // Shard slabs: other threads' frees (shard/remote_free.hpp), a stack of
+  // blocks packed with its count and a "queued" bit, pushed a batch at a
+  // time.
+  std::atomic<std::uint64_t> thread_free;
+  std::atomic<std::uint64_t> thread_free_stamp;  // the newest epoch stamp pushed onto thread_free
+  SlabMeta* notify_next;                         // its owner's stack of slabs with news
+
   static constexpr std::uint32_t magic_of(std::uint32_t size) noexcept { return ~std::uint32_t{0} / size + 1; }
   // p (inside this slab) is the start of one of its blocks. A slab is 64
   // KiB-aligned, so the offset is the address's low bits: no load of base.
   SYDRA_FAST_PATH bool starts_block(const void* p) const noexcept {
     const auto off = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(p) & (slab_bytes - 1));
-    return off * block_magic <= block_magic - 1;
+    return off * block_magic < block_magic;  // Lemire's "<= magic - 1", one instruction shorter
   }
   std::uint32_t index_of_offset(std::size_t off) const noexcept { return static_cast<std::uint32_t>(off / block_size); }
   // Checked builds only: flips a block's live bit; returns its previous value.
