@@ -35,6 +35,29 @@ TEST(EveryBuildDeathTest, AnInteriorPointerAborts) {
   h.free(p, 64, 8);
 }
 
+// The free fast path's "starts a block" check is a 32-bit multiply by the
+// slab's magic on the address's low 16 bits (slabs are 64 KiB-aligned). It
+// must say exactly "offset % block size == 0" for every class of both named
+// tables and every offset in a slab: a false yes frees a block that is not
+// one, a false no aborts a correct free.
+TEST(EveryBuild, TheSlabsOffsetCheckIsDivisibilityForEveryClassAndOffset) {
+  auto check = [](const auto& sizes) {
+    for (const std::uint32_t size : sizes) {
+      sa::SlabMeta m{};
+      m.block_size = size;
+      m.block_magic = sa::SlabMeta::magic_of(size);
+      const std::uintptr_t base = std::uintptr_t{0x7f1234560000};  // 64 KiB-aligned; never read
+      static_assert(0x7f1234560000 % sa::slab_bytes == 0);
+      std::size_t mismatches = 0;
+      for (std::uint32_t off = 0; off < sa::slab_bytes; ++off)
+        mismatches += m.starts_block(reinterpret_cast<const void*>(base + off)) != (off % size == 0);
+      EXPECT_EQ(mismatches, 0u) << "block size " << size;
+    }
+  };
+  check(sa::WideClasses::sizes);
+  check(sa::SeedClasses::sizes);
+}
+
 #if !SYDRA_ALLOC_CHECKED
 // Release builds only: a checked build aborts on these (misuse_death_test.cpp).
 
