@@ -647,7 +647,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if (SYDRA_UNLIKELY(m->kind == SlabKind::empty))
       misuse(Misuse::double_free, "pointer into a slab that holds no blocks (double free, or a stale pointer)", mem,
              len, align);
-    if (SYDRA_UNLIKELY(!Classes::is_block_offset(off, m->size_class)))
+    if (SYDRA_UNLIKELY(!m->starts_block(mem)))
       misuse(Misuse::interior_pointer, "pointer is not the start of a pooled block", mem, len, align);
     if constexpr (checked) check_claims(m, off, mem, len, align, freeing);
   }

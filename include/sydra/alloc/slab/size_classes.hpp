@@ -164,14 +164,6 @@ struct SizeClassTable {
   // Every pooled size at alignment 16 has a class (the largest class is a
   // multiple of 16), so class_of(len, 16) never answers `count`.
   static constexpr bool serves_16_everywhere = sizes.back() % 16 == 0;
-  // Divisibility by a class size without a division (Lemire): off % size == 0
-  // iff off * magic <= magic - 1, for off < 2^32.
-  static constexpr auto magic = [] {
-    std::array<std::uint64_t, count> t{};
-    for (std::size_t c = 0; c < count; ++c) t[c] = ~std::uint64_t{0} / sizes[c] + 1;
-    return t;
-  }();
-
   // Precondition: 1 <= len <= max_size.
   SYDRA_FAST_PATH static constexpr unsigned class_of(std::size_t len) noexcept {
     return lut[(len + pool_alignment - 1) / pool_alignment];
@@ -181,9 +173,6 @@ struct SizeClassTable {
   SYDRA_FAST_PATH static constexpr unsigned class_of(std::size_t len, std::size_t align) noexcept {
     const unsigned c = class_of(len);
     return align <= pool_alignment ? c : up16[c];
-  }
-  SYDRA_FAST_PATH static constexpr bool is_block_offset(std::size_t offset, unsigned cls) noexcept {
-    return offset * magic[cls] <= magic[cls] - 1;
   }
   static constexpr std::uint32_t blocks_per_slab(unsigned cls) noexcept {
     return static_cast<std::uint32_t>(slab_bytes / sizes[cls]);
