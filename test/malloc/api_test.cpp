@@ -6,11 +6,13 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -82,6 +84,72 @@ TEST(MallocApi, CallocZeroesAndRefusesAnOverflow) {
   errno = 0;
   EXPECT_EQ(std::calloc(SIZE_MAX / 2, 3), nullptr);
   EXPECT_EQ(errno, ENOMEM);
+}
+
+// Resident pages of this process (/proc/self/statm's second field).
+long resident_pages() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  long size = 0, resident = -1;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+    std::fclose(f);
+  }
+  return resident;
+}
+long minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// heap/owned_libc_heap.hpp: glibc's heap keeps freed large blocks for reuse
+// (no trim at free, no mmap per block), and returns their pages once the
+// delay (250 ms) has passed and a poll runs. calloc still clears a reused,
+// dirty block.
+TEST(MallocApi, LargeBlocksAreReusedThenTheirPagesGoBackAfterTheDelay) {
+  constexpr std::size_t block = std::size_t{1} << 20, count = 64;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  unsigned char* live[count];
+  auto take_dirty_and_free = [&] {
+    for (auto& p : live) {
+      p = static_cast<unsigned char*>(std::malloc(block));
+      ASSERT_NE(p, nullptr);
+      std::memset(p, 0xff, block);
+    }
+    for (auto* p : live) std::free(p);
+  };
+  // Within the delay, taking them again faults almost no page in: glibc's
+  // defaults trimmed them at free (16k faults for the 64 MiB). A run that a
+  // descheduling pushed past the delay is tried again, up to three times.
+  long faults = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    take_dirty_and_free();
+    const long before = minor_faults();
+    for (auto& p : live) {
+      p = static_cast<unsigned char*>(std::calloc(1, block));
+      ASSERT_NE(p, nullptr);
+      for (std::size_t i = 0; i < block; i += 512) ASSERT_EQ(p[i], 0) << "calloc left a dirty byte at " << i;
+      ASSERT_EQ(p[block - 1], 0);
+      std::memset(p, 0x5a, block);
+    }
+    faults = minor_faults() - before;
+    for (auto* p : live) std::free(p);
+    if (faults < static_cast<long>(count * block / static_cast<std::size_t>(page) / 8)) break;
+  }
+  EXPECT_LT(faults, static_cast<long>(count * block / static_cast<std::size_t>(page) / 8))
+      << "64 MiB taken again within the delay faulted in " << faults << " pages";
+  // Past the delay, a fallback call polls and the trim returns the pages:
+  // at least 48 of the 64 MiB leave the resident set within 3 s.
+  take_dirty_and_free();  // resident now, whatever a late trim did above
+  const long held = resident_pages();
+  long now = held;
+  for (int i = 0; i < 30 && held - now < static_cast<long>(48 * block / static_cast<std::size_t>(page)); ++i) {
+    ::usleep(100 * 1000);
+    std::free(call_malloc(block));  // a fallback allocation and free: each polls
+    now = resident_pages();
+  }
+  EXPECT_GE(held - now, static_cast<long>(48 * block / static_cast<std::size_t>(page)))
+      << "resident pages went from " << held << " to " << now;
 }
 
 TEST(MallocApi, HugeRequestsFailWithEnomem) {

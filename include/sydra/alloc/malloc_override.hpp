@@ -43,7 +43,7 @@
 #include <sydra/alloc/format.hpp>
 #include <sydra/alloc/handle.hpp>
 #include <sydra/alloc/heap/tracked.hpp>
-#include <sydra/alloc/heap/libc_heap.hpp>
+#include <sydra/alloc/heap/owned_libc_heap.hpp>
 #include <sydra/alloc/prof/profiling.hpp>
 
 #include <dlfcn.h>
@@ -79,7 +79,7 @@ using MallocFallback = detail::BootstrapAware<
 // Every malloc carries the profiler: SYDRA_ALLOC_PROF turns it on at run time.
 template <class P>
 struct MallocPolicy : P {
-  using Fallback = MallocFallback<LibcHeap>;
+  using Fallback = MallocFallback<OwnedLibcHeap>;
   using Profiling = HeapProfiling;
 };
 
