@@ -780,15 +780,67 @@ set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb 'b
     return None
 
 
+def load_programs(path):
+    """The runs of tools/bench_programs.sh: one dict per program, allocator and repetition."""
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(ln) for ln in f if ln.strip()]
+
+
+def profiling_section(tp, programs_path, lines):
+    """Issue 19: what the heap profiler costs when on (512 KiB mean), as the time ratio of the profiled
+    handle (SydraProfiled) over the same policy without it (Sydra), and of libsydra-malloc.so with
+    SYDRA_ALLOC_PROF over without. Returns the two targets."""
+    shapes_t = Target(19, "Profiling on at the 512 KiB mean: every pair and churn shape ≤ 1.03× the time of the "
+                          "same handle without it", "<=", 1.03, "×")
+    prog_t = Target(19, "Profiling on in libsydra-malloc.so (SYDRA_ALLOC_PROF): geometric mean of the real "
+                        "programs' wall time ≤ 1.03× without it", "<=", 1.03, "×")
+    lines += ["Time with the heap profiler on (mean interval 512 KiB) over time without it, on the same policy "
+              "(`SmallPoolPolicy` with `using Profiling = HeapProfiling;`). Batches are shown, not targeted (the "
+              "issue names pairs and churn). Target: ≤ 1.03 (issue 19).", "",
+              "| shape | without, M items/s | with, M items/s | with ÷ without, time |", "|---|---:|---:|---:|"]
+    for fam, shape, label in shape_rows():
+        off, on = tp.ips(fam, "Sydra", shape), tp.ips(fam, "SydraProfiled", shape)
+        if fam == "BM_ProducerConsumer" or (off is None and on is None):
+            continue
+        r = off / on if off and on else None
+        ok = None
+        if fam != "BM_Batch64":
+            ok = shapes_t.add(label, r)
+        lines.append(f"| {label} | {num(off / 1e6 if off else None)} | {num(on / 1e6 if on else None)} | "
+                     f"{mark(r, ok)} |")
+    runs = load_programs(programs_path)
+    walls = defaultdict(list)
+    for r in runs:
+        if r["allocator"] in ("sydra", "sydra-prof") and r.get("rc", 0) == 0:
+            walls[(r["program"], r["allocator"])].append(r["wall_s"])
+    progs = [p for p in dict.fromkeys(r["program"] for r in runs)
+             if walls.get((p, "sydra")) and walls.get((p, "sydra-prof"))]
+    lines += ["", "Real programs under libsydra-malloc.so, with `SYDRA_ALLOC_PROF=PATH` (default mean; the profile "
+              "written at each exit) and without, interleaved (`tools/bench_programs.sh`; medians):", "",
+              "| program | without, s | with, s | with ÷ without |", "|---|---:|---:|---:|"]
+    for p in progs:
+        a, b = statistics.median(walls[(p, "sydra")]), statistics.median(walls[(p, "sydra-prof")])
+        lines.append(f"| {p} | {a:.2f} | {b:.2f} | {fmt_ratio(b / a)} |")
+    if progs:
+        gm = math.exp(sum(math.log(statistics.median(walls[(p, "sydra-prof")]) /
+                                   statistics.median(walls[(p, "sydra")])) for p in progs) / len(progs))
+        ok = prog_t.add(f"{len(progs)} programs", gm)
+        lines += ["", f"Geometric mean, with ÷ without: {mark(gm, ok)}."]
+    else:
+        prog_t.add("programs", None)
+        lines += ["", "(no profiled program runs in this page's data)"]
+    lines.append("")
+    return shapes_t, prog_t
+
+
 def programs_section(path, lines, target=None):
     """Issue 11: wall time and peak RSS of real programs under each malloc (medians), as ratios.
 
     Issue 17 (target): the geometric mean of sydra's wall times over the programs every allocator ran, over
     the best peer's (the lower geometric mean of mimalloc and jemalloc)."""
-    runs = []
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            runs = [json.loads(ln) for ln in f if ln.strip()]
+    runs = load_programs(path)
     if not runs:
         lines += ["(not measured)", ""]
         return
@@ -888,6 +940,8 @@ def main(argv):
                              "peer's", "<=", 1.0, "×")
     prog_lines = []
     programs_section(args.programs, prog_lines, prog_target)
+    prof_lines = []
+    prof_targets = profiling_section(tp, args.programs, prof_lines)
     if "Snmalloc" not in tp.peers():
         for k in ("best_small17", "best_churn17", "threads64_17"):
             targets[k].note = "no snmalloc in this run: best of mimalloc and jemalloc"
@@ -911,6 +965,7 @@ def main(argv):
     all_targets += [mem_targets[k] for k in ("live17", "idle17", "exited17")]
     all_targets += [targets[k] for k in ("ideal17", "slabs17")]
     all_targets += [mem_targets[k] for k in ("rss17", "rss_range17", "phase17")] + [prog_target]
+    all_targets += list(prof_targets)
     lines += ["## Targets", ""]
     counts = targets_table(all_targets, lines)
     lines += [f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['MISSING']} MISSING. Benchmarks inform, they do "
@@ -938,6 +993,7 @@ def main(argv):
     lines += memory_lines
     lines += ["## Issue 11: real programs on libsydra-malloc.so", ""]
     lines += prog_lines
+    lines += ["## Issue 19: what the heap profiler costs", ""] + prof_lines
     lines += ["## Other families (sydra only)", ""] + other
 
     lines += ["## Commands", "", "```"]
