@@ -104,52 +104,69 @@ long minor_faults() {
 
 // heap/owned_libc_heap.hpp: glibc's heap keeps freed large blocks for reuse
 // (no trim at free, no mmap per block), and returns their pages once the
-// delay (250 ms) has passed and a poll runs. calloc still clears a reused,
-// dirty block.
+// delay (250 ms) has passed and a poll runs; a poll before it returns
+// nothing. calloc still clears a reused, dirty block. Blocks a worker thread
+// takes come from the same heap (one arena), whose pages go back as well.
+constexpr std::size_t big_block = std::size_t{1} << 20;
+bool take_dirty_and_free(unsigned char** live, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
+    live[i] = static_cast<unsigned char*>(std::malloc(big_block));
+    if (live[i] == nullptr) return false;
+    std::memset(live[i], 0xff, big_block);
+  }
+  for (std::size_t i = 0; i < count; ++i) std::free(live[i]);
+  return true;
+}
+long pages(std::size_t bytes) { return static_cast<long>(bytes / static_cast<std::size_t>(::sysconf(_SC_PAGESIZE))); }
+// Polls (a fallback allocation and free each) every 100 ms until `bytes`
+// have left the resident set or 3 s have passed; returns what left.
+long wait_for_return(long held, std::size_t bytes) {
+  long now = held;
+  for (int i = 0; i < 30 && held - now < pages(bytes); ++i) {
+    ::usleep(100 * 1000);
+    std::free(call_malloc(big_block));
+    now = resident_pages();
+  }
+  return held - now;
+}
+
 TEST(MallocApi, LargeBlocksAreReusedThenTheirPagesGoBackAfterTheDelay) {
-  constexpr std::size_t block = std::size_t{1} << 20, count = 64;
-  const long page = ::sysconf(_SC_PAGESIZE);
+  constexpr std::size_t count = 64;
   unsigned char* live[count];
-  auto take_dirty_and_free = [&] {
-    for (auto& p : live) {
-      p = static_cast<unsigned char*>(std::malloc(block));
-      ASSERT_NE(p, nullptr);
-      std::memset(p, 0xff, block);
-    }
-    for (auto* p : live) std::free(p);
-  };
-  // Within the delay, taking them again faults almost no page in: glibc's
-  // defaults trimmed them at free (16k faults for the 64 MiB). A run that a
-  // descheduling pushed past the delay is tried again, up to three times.
+  // Within the delay, taking them again faults almost no page in (glibc's
+  // defaults trimmed them at free: 16k faults for the 64 MiB), though a
+  // poll ran in between. A run that a descheduling pushed past the delay is
+  // tried again, up to three times.
   long faults = 0;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    take_dirty_and_free();
+    ASSERT_TRUE(take_dirty_and_free(live, count));
+    std::free(call_malloc(big_block));  // a poll: nothing is due yet
     const long before = minor_faults();
     for (auto& p : live) {
-      p = static_cast<unsigned char*>(std::calloc(1, block));
+      p = static_cast<unsigned char*>(std::calloc(1, big_block));
       ASSERT_NE(p, nullptr);
-      for (std::size_t i = 0; i < block; i += 512) ASSERT_EQ(p[i], 0) << "calloc left a dirty byte at " << i;
-      ASSERT_EQ(p[block - 1], 0);
-      std::memset(p, 0x5a, block);
+      for (std::size_t i = 0; i < big_block; i += 512) ASSERT_EQ(p[i], 0) << "calloc left a dirty byte at " << i;
+      ASSERT_EQ(p[big_block - 1], 0);
+      std::memset(p, 0x5a, big_block);
     }
     faults = minor_faults() - before;
     for (auto* p : live) std::free(p);
-    if (faults < static_cast<long>(count * block / static_cast<std::size_t>(page) / 8)) break;
+    if (faults < pages(count * big_block) / 8) break;
   }
-  EXPECT_LT(faults, static_cast<long>(count * block / static_cast<std::size_t>(page) / 8))
-      << "64 MiB taken again within the delay faulted in " << faults << " pages";
-  // Past the delay, a fallback call polls and the trim returns the pages:
-  // at least 48 of the 64 MiB leave the resident set within 3 s.
-  take_dirty_and_free();  // resident now, whatever a late trim did above
+  EXPECT_LT(faults, pages(count * big_block) / 8) << "64 MiB taken again within the delay faulted in " << faults << " pages";
+  // Past the delay, a poll trims: at least 48 of the 64 MiB leave.
+  ASSERT_TRUE(take_dirty_and_free(live, count));  // resident now, whatever a late trim did above
   const long held = resident_pages();
-  long now = held;
-  for (int i = 0; i < 30 && held - now < static_cast<long>(48 * block / static_cast<std::size_t>(page)); ++i) {
-    ::usleep(100 * 1000);
-    std::free(call_malloc(block));  // a fallback allocation and free: each polls
-    now = resident_pages();
-  }
-  EXPECT_GE(held - now, static_cast<long>(48 * block / static_cast<std::size_t>(page)))
-      << "resident pages went from " << held << " to " << now;
+  const long gone = wait_for_return(held, 48 * big_block);
+  EXPECT_GE(gone, pages(48 * big_block)) << "resident pages went from " << held << " down by only " << gone;
+  // The same from a worker thread: its blocks are the same heap's.
+  bool ok = false;
+  std::thread([&] { ok = take_dirty_and_free(live, 32); }).join();
+  ASSERT_TRUE(ok);
+  const long held_after_thread = resident_pages();
+  const long gone_after_thread = wait_for_return(held_after_thread, 24 * big_block);
+  EXPECT_GE(gone_after_thread, pages(24 * big_block))
+      << "a worker's 32 MiB: resident pages went down by only " << gone_after_thread;
 }
 
 TEST(MallocApi, HugeRequestsFailWithEnomem) {

@@ -254,6 +254,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if (mem == nullptr) return;
     if constexpr (profiled) prof_.forget(mem);
     fallback_.free_unsized(mem);
+    detail::idle_poll();  // as free_fallback: due decommits and trims run where a call is already slow
   }
 
  public:
@@ -273,6 +274,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
         }
         align = normalize_align(align);
         if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
+        detail::idle_poll();
         void* p = fallback_.alloc_zeroed(len, align);
         if (SYDRA_UNLIKELY(p == nullptr) && give_back_after_failure()) p = fallback_.alloc_zeroed(len, align);
         return p;

@@ -34,7 +34,7 @@
 //     gperftools heap profile of the live heap to PATH at exit (PATH.<pid> in
 //     a forked child), to PATH.<n> on each SIGUSR2, and wherever
 //     sydra_alloc_prof_dump(path) says (docs/profiling.md).
-// A policy's Fallback must never call malloc (MallocPolicy's LibcHeap calls
+// A policy's Fallback must never call malloc (MallocPolicy's OwnedLibcHeap calls
 // glibc's __libc_* entry points) and must provide usable_size(),
 // free_unsized() and remap_unsized().
 #pragma once

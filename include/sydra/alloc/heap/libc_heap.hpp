@@ -5,7 +5,8 @@
 // fallback calling std::malloc would call the handle again. __libc_malloc,
 // __libc_memalign, __libc_realloc and __libc_free are glibc's allocator
 // itself, exported under names programs do not call: large and over-aligned
-// blocks get glibc's mmap threshold, trimming and arenas, and cannot recurse.
+// blocks get glibc's heap and cannot recurse (OwnedLibcHeap, behind a
+// malloc library, also sets that heap's thresholds and trims it).
 // The alternatives were an mmap per large block (a system call per request,
 // and no reuse) or classes up to the largest request (no upper bound exists).
 //

@@ -10,21 +10,25 @@
 // 4.7x mimalloc's time, which keeps the pages and clears what it reuses.
 //
 // Behind libsydra-malloc.so the heap only holds what sydra does not pool
-// (blocks above 64 KiB, over-aligned ones), so its thresholds are ours:
-//   - blocks up to 32 MiB (glibc's largest threshold) come from the heap,
-//     and glibc never trims on free;
+// (blocks above 64 KiB, over-aligned ones), so its settings are ours:
+//   - one arena: glibc's per-thread arenas exist to spare small requests a
+//     lock, and it serves none here; and the top of a per-thread arena's
+//     heap is trimmed only at a free that leaves M_TRIM_THRESHOLD there,
+//     never by malloc_trim, so with the threshold below it would stay
+//     resident for good;
+//   - blocks up to 32 MiB (glibc's own dynamic ceiling) come from the heap,
+//     and glibc never trims at free;
 //   - what is free goes back the way empty slabs do (slab/idle_return.hpp):
 //     a free starts the delay, and once it has passed, the next poll (a slow
-//     path of any handle, a fallback call, the background thread) runs
-//     glibc's malloc_trim, which keeps keep_bytes at the top of the main
-//     heap and returns every other free page.
-// Per-thread arenas keep the top of their heaps (at most 64 MiB each) until
-// a free leaves M_TRIM_THRESHOLD there, as under glibc's own dynamic
-// thresholds once a 32-MiB block was freed; malloc_trim returns every other
-// free page of theirs. The settings are process-wide, like the heap: the
-// first OwnedLibcHeap of a process applies its options, later ones share them. glibc's own mallopt
+//     path of any handle, a fallback call) runs glibc's malloc_trim, which
+//     leaves keep_bytes free at the top of the heap and returns every other
+//     free page. Like the slabs' decommits, a program that goes idle keeps
+//     the pages until its next poll.
+// The settings are process-wide, like the heap: the first OwnedLibcHeap of a
+// process applies its options, later ones share them. glibc's own mallopt
 // and malloc_trim are taken from the C library (pal/libc_symbols.hpp), never
-// from another malloc the process links.
+// from another malloc the process links. Outside a malloc library (a test
+// that builds MallocPolicy's handle) they tune the program's own malloc.
 #pragma once
 
 #include <sydra/alloc/heap/libc_heap.hpp>
@@ -39,9 +43,9 @@ namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
 struct OwnedLibcHeapOptions {
-  std::size_t mmap_threshold = std::size_t{32} << 20;  // blocks above it are mapped; glibc caps it at 32 MiB
-  std::size_t keep_bytes = std::size_t{4} << 20;       // free bytes a trim leaves at the top (the pool's budget)
-  std::uint32_t trim_delay_ms = 250;                   // from a free to the trim (the pool's decommit delay)
+  std::size_t mmap_threshold = std::size_t{32} << 20;  // blocks above it are mapped (at most 32 MiB)
+  std::size_t keep_bytes = std::size_t{4} << 20;       // free bytes a trim leaves at the heap's top
+  std::uint32_t trim_delay_ms = 250;                   // from a free to the trim (the pools' decommit delay)
 };
 
 namespace detail {
@@ -54,8 +58,8 @@ class LibcTrimmer {
     return t;
   }
 
-  // Applies o once per process; false when glibc refused a setting (the heap
-  // then keeps glibc's own policy, and no trims are scheduled).
+  // Applies o once per process; false when glibc refused a setting (no trims
+  // are then scheduled, and what was set before the refusal stays set).
   bool adopt(const OwnedLibcHeapOptions& o) noexcept {
     if (state_.load(std::memory_order_acquire) != unset) return state_.load() == active;
     std::lock_guard g(mu_);
@@ -63,11 +67,12 @@ class LibcTrimmer {
     using Mallopt = int (*)(int, int) noexcept;
     auto mallopt = reinterpret_cast<Mallopt>(pal::find_libc_function("mallopt"));
     trim_ = reinterpret_cast<Trim>(pal::find_libc_function("malloc_trim"));
-    constexpr int m_trim_threshold = -1, m_mmap_threshold = -3;  // <malloc.h>, which a malloc does not include
+    // <malloc.h>'s names, which a malloc does not include.
+    constexpr int m_trim_threshold = -1, m_mmap_threshold = -3, m_arena_max = -8;
     const auto mmap_threshold = static_cast<int>(o.mmap_threshold > (std::size_t{32} << 20) ? std::size_t{32} << 20
                                                                                            : o.mmap_threshold);
-    const bool ok = mallopt != nullptr && trim_ != nullptr && mallopt(m_mmap_threshold, mmap_threshold) == 1 &&
-                    mallopt(m_trim_threshold, INT32_MAX) == 1;
+    const bool ok = mallopt != nullptr && trim_ != nullptr && mallopt(m_arena_max, 1) == 1 &&
+                    mallopt(m_mmap_threshold, mmap_threshold) == 1 && mallopt(m_trim_threshold, INT32_MAX) == 1;
     keep_ = o.keep_bytes;
     delay_ms_ = o.trim_delay_ms;
     if (ok) {
@@ -79,16 +84,15 @@ class LibcTrimmer {
     return ok;
   }
 
-  // A block went back to the heap: the trim is due after the delay, unless
-  // one is pending already (the delay runs from the first free after a trim).
+  // A block, or the tail of one, went back to the heap: the trim is due
+  // after the delay, unless one is pending already (the delay runs from the
+  // first free after a trim). The relaxed reads see adopt()'s stores: every
+  // caller's heap was built by adopt(), and its handle published after.
   void note_free() noexcept {
     if (state_.load(std::memory_order_relaxed) != active) return;
     if (client_.due_ms.load(std::memory_order_relaxed) != 0) return;
     idle_note_due(client_, idle_now_ms() + delay_ms_);
   }
-
-  std::uint64_t trims() const noexcept { return trims_.load(std::memory_order_relaxed); }
-  bool active_now() const noexcept { return state_.load(std::memory_order_acquire) == active; }
 
  private:
   using Trim = int (*)(std::size_t) noexcept;
@@ -99,7 +103,6 @@ class LibcTrimmer {
   static void run(void* ctx, std::uint64_t) noexcept {
     auto* t = static_cast<LibcTrimmer*>(ctx);
     t->trim_(t->keep_);
-    t->trims_.fetch_add(1, std::memory_order_relaxed);
   }
 
   std::mutex mu_;
@@ -107,7 +110,6 @@ class LibcTrimmer {
   Trim trim_ = nullptr;
   std::size_t keep_ = 0;
   std::uint32_t delay_ms_ = 0;
-  std::atomic<std::uint64_t> trims_{0};
   IdleClient client_{};
 };
 
@@ -119,14 +121,15 @@ class OwnedLibcHeap : public LibcHeap {
   OwnedLibcHeap() : OwnedLibcHeap(Options{}) {}
   explicit OwnedLibcHeap(const Options& o) noexcept { detail::LibcTrimmer::instance().adopt(o); }
 
+  // A move frees the old block, a shrink in place its tail.
   void* remap(void* mem, std::size_t len, std::size_t align, std::size_t new_len) noexcept {
     void* p = LibcHeap::remap(mem, len, align, new_len);
-    if (p != nullptr && p != mem) detail::LibcTrimmer::instance().note_free();
+    if (p != nullptr) detail::LibcTrimmer::instance().note_free();
     return p;
   }
   void* remap_unsized(void* mem, std::size_t new_len) noexcept {
     void* p = LibcHeap::remap_unsized(mem, new_len);
-    if (p != nullptr && p != mem) detail::LibcTrimmer::instance().note_free();
+    if (p != nullptr) detail::LibcTrimmer::instance().note_free();
     return p;
   }
   void free(void* mem, std::size_t len, std::size_t align) noexcept {
