@@ -138,25 +138,31 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     if (m == nullptr) return free_fallback(mem, len, align);  // no slab: the fallback's, whatever len says
     if constexpr (!checked) {
       // The class is the slab's, never the caller's length: a release build
-      // checks what the lookup pays for (this handle's slab, the start of a
-      // block) and holds len only to "0 frees nothing". Checked builds also
-      // hold len and align to the class (check_claims).
-      if (SYDRA_LIKELY(len != 0 && m->handle == this && m->starts_block(mem)))
-        return free_block(m, mem, m->size_class, len, align);
+      // checks what the lookup pays for (the start of a block here, this
+      // handle's slab in free_block) and holds len only to "0 frees
+      // nothing". Checked builds also hold len and align to the class
+      // (check_claims).
+      if (SYDRA_LIKELY(len != 0 && m->starts_block(mem))) return free_block(m, mem, len, align);
     }
     return free_pooled(m, mem, len, align);
   }
 
-  // A free whose block the caller's fast path has checked (this handle's, the
-  // start of a block of class cls): its slab's free list (the owner), this
-  // CPU's cache, or the slow route.
-  SYDRA_FAST_PATH void free_block(SlabMeta* m, void* mem, unsigned cls, std::size_t len, std::size_t align) noexcept {
-    if constexpr (hardened) mark_freed(mem);  // aborts if it already was
+  // A free of the start of a block of slab m: its slab's free list (the
+  // owner), this CPU's cache, or the slow route. A slab that this thread's
+  // shard owns is this handle's (a handle's shards own only its slabs), so
+  // the owner's free, the common one, never reads the slab's handle word.
+  SYDRA_FAST_PATH void free_block(SlabMeta* m, void* mem, std::size_t len, std::size_t align) noexcept {
+    const unsigned cls = m->size_class;
     if constexpr (Shards::enabled) {
       const detail::ThreadEntry& e = shards_.entry();
-      if (shards_.bound(e) && m->owner == e.hot && shards_.push(e.hot, m, cls, mem))
-        return;  // the owner: onto its slab's free list
+      if (SYDRA_LIKELY(shards_.bound(e) && m->owner == e.hot)) {
+        if constexpr (hardened) mark_freed(mem);  // aborts if it already was
+        if (shards_.push(e.hot, m, cls, mem)) return;  // onto its slab's free list
+        return route_pooled(m, mem, len, align);       // the slab empties, or changes lists
+      }
     }
+    if (SYDRA_UNLIKELY(m->handle != this)) return free_pooled(m, mem, len, align);  // reports it
+    if constexpr (hardened) mark_freed(mem);
     if constexpr (Buckets::enabled) {
       if constexpr (Shards::enabled) return free_per_cpu(m, mem, cls, len, align);  // see alloc_per_cpu
       if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
@@ -240,8 +246,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   SYDRA_FAST_PATH void free_unsized_in(SlabMeta* m, void* mem) noexcept {
     if (m == nullptr) return free_unsized_fallback(mem);
     if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
-      if (SYDRA_LIKELY(m->handle == this && m->starts_block(mem)))
-        return free_block(m, mem, m->size_class, m->block_size, 1);
+      if (SYDRA_LIKELY(m->starts_block(mem))) return free_block(m, mem, m->block_size, 1);
     }
     return free_pooled(m, mem, m->block_size, 1);
   }
