@@ -91,6 +91,7 @@ template <std::size_t Align>
 void add_aligned(std::size_t n) {
   add_pair<Sydra, Align>("Sydra", n);
   add_pair<SydraNoShard, Align>("SydraNoShard", n);
+  add_pair<SydraLean, Align>("SydraLean", n);
   add_pair<SydraHardened, Align>("SydraHardened", n);
   add_pair<SydraProfiled, Align>("SydraProfiled", n);
   add_pair<Glibc, Align>("Glibc", n);
@@ -100,6 +101,7 @@ void add_aligned(std::size_t n) {
   add_pair<Snmalloc, Align>("Snmalloc", n);
 #endif
   add_batch<Sydra, Align>("Sydra", n);
+  add_batch<SydraLean, Align>("SydraLean", n);
   add_batch<SydraHardened, Align>("SydraHardened", n);
   add_batch<SydraProfiled, Align>("SydraProfiled", n);
   add_batch<Glibc, Align>("Glibc", n);

@@ -87,6 +87,11 @@ struct HardenedPolicy : sa::SmallPoolPolicy {
 static_assert(sa::BasicAllocatorHandle<HardenedPolicy>::hardened);
 struct SydraHardened : OwnHandle<HardenedPolicy> {};
 
+// small_pool without its stats and lock-timing opt-ins: what the counters
+// cost on the same shapes (a policy that does not opt in pays nothing).
+using LeanPolicy = sa::SmallPoolPolicyWith<kShards, false, false>;
+struct SydraLean : OwnHandle<LeanPolicy> {};
+
 // small_pool with the heap profiler on at its default mean (512 KiB): what
 // sampling costs on the same shapes (docs/profiling.md).
 struct ProfiledPolicy : sa::SmallPoolPolicy {

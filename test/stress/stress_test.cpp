@@ -194,5 +194,13 @@ void run_stress() {
 
 TEST(Stress, CrossThreadSwapsWithCookiesAndExactCounts) { run_stress<sa::AllocatorHandle>(); }
 
+// The same run on a small_pool that opted out of stats: its shards are
+// another instantiation (Shard<Ctx, false>, no counters on the fast path),
+// so the cookies and the fill check it on its own.
+struct LeanPolicy : sa::SmallPoolPolicyWith<4, false, false> {
+  static constexpr const char* name = "small_pool-lean";
+};
+TEST(Stress, CrossThreadSwapsOnShardsWithoutStats) { run_stress<sa::BasicAllocatorHandle<LeanPolicy>>(); }
+
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <barrier>
 #include <set>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace sa = sydra::alloc;
@@ -19,6 +20,14 @@ namespace {
 
 using Pool = sa::BasicAllocatorHandle<sa::SeedSmallPoolPolicy>;  // the seed's table: class indices below are its
 Pool::Options with_shards(std::size_t n) { return Pool::Options{.pool = {.shards = n}}; }
+
+// Stats are an opt-in that costs nothing when a policy leaves it out: its
+// shards' fast-path counters are empty types, so a pop and a push count nothing.
+using LeanShard = sa::BasicAllocatorHandle<sa::SmallPoolPolicyWith<4, false, false>>::Shards::Shard;
+using CountedShard = Pool::Shards::Shard;
+static_assert(std::is_empty_v<decltype(LeanShard::Head::allocs)> && std::is_empty_v<decltype(LeanShard::Head::frees)>);
+static_assert(!std::is_empty_v<decltype(CountedShard::Head::allocs)> &&
+              !std::is_empty_v<decltype(CountedShard::Head::frees)>);
 
 const void* shard_of(const void* p) {
   const sa::SlabMeta* s = sa::Pagemap::lookup(p);

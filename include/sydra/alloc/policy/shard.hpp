@@ -68,7 +68,7 @@ class ShardLayer final : public detail::ThreadHost {
   static constexpr bool keeps_stats = Features.stats;
   using Classes = typename Ctx::Classes;
   using Pool = typename Ctx::Pool;
-  using Shard = sydra::alloc::Shard<Ctx>;
+  using Shard = sydra::alloc::Shard<Ctx, Features.stats>;
   using Remote = typename Shard::Remote;
   using Counts = ShardCounts<Shard>;
   static constexpr std::size_t binding_bytes = 32;  // a thread's binding, from the backing heap (checked below)

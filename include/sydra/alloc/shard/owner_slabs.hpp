@@ -39,7 +39,9 @@
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
-template <class Ctx>
+// Counted: the policy opted into stats (ShardFeatures::stats). Without it
+// the counters below are empty types and the fast path counts nothing.
+template <class Ctx, bool Counted = true>
 struct alignas(64) Shard {
   using Classes = typename Ctx::Classes;
   using Pool = typename Ctx::Pool;
@@ -52,8 +54,8 @@ struct alignas(64) Shard {
   struct alignas(64) Head {  // the fast path's line; counts read by snapshots
     FreeNode* free = nullptr;  // blocks of `cur` to hand out
     SlabMeta* cur = nullptr;
-    Counter<> allocs;  // allocations (the fast path's count; also sizes `free`, below)
-    Counter<> frees;   // the owner's frees of this shard's blocks
+    Counter<Counted> allocs;  // allocations (the fast path's count; also sizes `free`, below)
+    Counter<Counted> frees;   // the owner's frees of this shard's blocks
     // `free` held `filled` blocks when allocs was `allocs_at_fill`: its
     // length is filled - (allocs - allocs_at_fill), with no count kept on
     // the fast path beyond allocs.
@@ -102,8 +104,8 @@ struct alignas(64) Shard {
   std::array<Lists, Classes::count> lists{};
   std::array<std::atomic<std::uint64_t>, Classes::count> slab_count{};
   Remote remote;
-  std::array<Counter<>, Classes::count> remote_out{};  // the owner's frees of other shards' blocks
-  std::array<Counter<>, Classes::count> published{};   // of those, published to their owners
+  std::array<Counter<Counted>, Classes::count> remote_out{};  // the owner's frees of other shards' blocks
+  std::array<Counter<Counted>, Classes::count> published{};   // of those, published to their owners
   std::uint32_t index;
   std::uint32_t carve_bytes = 4096;  // how much of a fresh slab one fill carves
   static constexpr std::uint32_t min_carve = 16;
