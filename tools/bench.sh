@@ -135,8 +135,8 @@ tools/bench_programs.sh "$programs" "$builddir/lib/malloc/libsydra-malloc.so" "$
   "$prog_reps" "$sort_mb" "$long_rounds"
 
 # ---- What the hardened opt-in costs (issue 13) ---------------------------------------
-# Plain and hardened small_pool handles, pairs and batches, interleaved in one run.
-hardened_args=(--benchmark_filter='^BM_(Pair|Batch64)/(Sydra|SydraHardened)/' --benchmark_repetitions="$reps"
+# Plain, hardened and stats-free small_pool handles, pairs and batches, interleaved in one run.
+hardened_args=(--benchmark_filter='^BM_(Pair|Batch64)/(Sydra|SydraHardened|SydraLean)/' --benchmark_repetitions="$reps"
                --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
                --benchmark_min_time="$min_time" --benchmark_out="$builddir/hardened.json" --benchmark_out_format=json)
 echo "$builddir/bench/bench-alloc ${hardened_args[*]}" >>"$commands"

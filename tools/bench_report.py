@@ -386,15 +386,17 @@ def other_section(tp, targets, checked, lines, hardened=None):
         call, inline = tp.ns(f"BM_Pair/IdealCall/{s}/align:8"), tp.ns(f"BM_Pair/IdealInline/{s}/align:8")
         lines.append(f"| ideal free list behind calls, {s} B | {fmt_ratio(call)} ns | inline: {fmt_ratio(inline)} ns |")
     htp = hardened if hardened is not None else tp
-    for shape in ("Pair", "Batch64"):
-        for s in SIZES:
-            for al in (8, 16):
-                plain, hard = htp.ns(f"BM_{shape}/Sydra/{s}/align:{al}"), htp.ns(f"BM_{shape}/SydraHardened/{s}/align:{al}")
-                if plain and hard:
-                    what = "pair" if shape == "Pair" else "batch of 64"
-                    lines.append(f"| hardened ÷ plain small_pool, {what} {s} B align {al} (handle) | "
-                                 f"{fmt_ratio(hard / plain)} | cost per item, same run ({fmt_ratio(hard)} vs "
-                                 f"{fmt_ratio(plain)} ns); no target |")
+    # What an opt-in costs: each variant's time per item over the plain small_pool's, same run.
+    for variant, label in (("SydraHardened", "hardened"), ("SydraLean", "without stats and lock timing")):
+        for shape in ("Pair", "Batch64"):
+            for s in SIZES:
+                for al in (8, 16):
+                    plain, other = htp.ns(f"BM_{shape}/Sydra/{s}/align:{al}"), htp.ns(f"BM_{shape}/{variant}/{s}/align:{al}")
+                    if plain and other:
+                        what = "pair" if shape == "Pair" else "batch of 64"
+                        lines.append(f"| {label} ÷ plain small_pool, {what} {s} B align {al} (handle) | "
+                                     f"{fmt_ratio(other / plain)} | cost per item, same run ({fmt_ratio(other)} vs "
+                                     f"{fmt_ratio(plain)} ns); no target |")
     if checked is not None:
         for variant in ("Sydra", "SydraNoShard"):
             name, glibc = f"BM_Pair/{variant}/64/align:8", "BM_Pair/Glibc/64/align:8"
