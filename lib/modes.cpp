@@ -5,6 +5,10 @@
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
+template class detail::HandleLayers<DefaultPolicy>;
+template class detail::HandleLayers<MimallocPolicy>;
+template class detail::HandleLayers<SmallPoolPolicy>;
+template class detail::HandleLayers<ConfiguredPolicy>;
 template class BasicAllocatorHandle<DefaultPolicy>;
 template class BasicAllocatorHandle<MimallocPolicy>;
 template class BasicAllocatorHandle<SmallPoolPolicy>;

@@ -9,82 +9,57 @@
 //
 // Pooled means 1..max_size bytes (the policy's largest class) at an
 // alignment of at most 16, malloc's. Optional members (stats, epochs,
-// retire, trim) exist only when a layer provides them.
+// retire, trim) exist only when a layer provides them. The layers, and what
+// goes to all of them at once, are handle/layers.hpp; the calls a malloc
+// needs that know no length are handle/unsized.hpp.
 #pragma once
 
 #include <sydra/alloc/concepts.hpp>
-#include <sydra/alloc/detail/fork_guard.hpp>
 #include <sydra/alloc/detail/thread_registry.hpp>
 #include <sydra/alloc/diagnostics.hpp>
 #include <sydra/alloc/epoch/epoch_guard.hpp>
+#include <sydra/alloc/handle/layers.hpp>
+#include <sydra/alloc/handle/unsized.hpp>
 #include <sydra/alloc/prof/profiling.hpp>
 #include <sydra/alloc/slab/idle_return.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <optional>
 
 namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
 template <class UserPolicy>
 class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable error per broken rule
-                             detail::TableRules<UserPolicy> {
+                             detail::TableRules<UserPolicy>,
+                             public detail::HandleLayers<detail::ValidPolicy<UserPolicy>>,
+                             public detail::UnsizedCalls<BasicAllocatorHandle<UserPolicy>> {
   using Policy = detail::ValidPolicy<UserPolicy>;
+  using Layers = detail::HandleLayers<Policy>;
+  friend class detail::UnsizedCalls<BasicAllocatorHandle>;
 
  public:
   using PolicyType = UserPolicy;
-  using Classes = PolicyClasses<Policy>;
-  using Regions = PolicyRegions<Policy>;
-  static constexpr bool pooled = Policy::Shards::enabled || Policy::Buckets::enabled;
-  using Pool = std::conditional_t<pooled, SlabPool<Regions>, detail::NoPool>;
-  static constexpr bool hardened = policy_hardened<Policy>();
-  using Ctx = PoolContext<Classes, Pool, hardened>;
-  using Shards = typename Policy::Shards::template Layer<Ctx>;
-  using Buckets = typename Policy::Buckets::template Layer<Ctx>;
-  using Fallback = typename Policy::Fallback;
-  static constexpr bool has_epochs = detail::layer_has_epochs<Shards>();
-  static constexpr bool has_stats = StatsSource<Fallback> || StatsSource<Buckets> || StatsSource<Shards>;
-  using Profiler = typename PolicyProfiling<Policy>::Layer;  // NoProfiling's is empty (prof/profiling.hpp)
-  static constexpr bool profiled = Profiler::enabled;
-
-  struct Options {
-    PoolOptions pool{};
-    LeakReport* leak_report = nullptr;  // written when the handle is destroyed
-    bool print_leaks = true;            // also say so on stderr
-    typename Fallback::Options fallback{};
-    typename Regions::Options regions{};
-    typename Profiler::Options profiling{};
-  };
-
-  // A handle with a lock registers with the fork guard (detail/fork_guard.hpp).
-  static constexpr bool has_fork_locks = pooled || profiled || requires(Fallback& f) { f.fork_lock(); };
+  // The policy's facts (handle/layers.hpp), named for the routing below.
+  using typename Layers::Classes;
+  using typename Layers::Shards;
+  using typename Layers::Buckets;
+  using typename Layers::Fallback;
+  using typename Layers::Profiler;
+  using typename Layers::Options;
+  using Layers::pooled;
+  using Layers::hardened;
+  using Layers::profiled;
 
   BasicAllocatorHandle() : BasicAllocatorHandle(Options{}) {}
-  explicit BasicAllocatorHandle(const Options& options)
-      : fallback_(options.fallback),
-        pool_(this, options.pool.slabs, options.regions),
-        buckets_(pool_, options.pool),
-        shards_(pool_, options.pool, fallback_.backing_allocator(), ShardHooks{&free_thunk, this}),
-        leak_report_(options.leak_report),
-        print_leaks_(options.print_leaks),
-        prof_(options.profiling) {
-    if constexpr (has_fork_locks) detail::fork_register(this, &fork_hooks);
-  }
+  explicit BasicAllocatorHandle(const Options& options) : Layers(options, this, ShardHooks{&free_thunk, this}) {}
   BasicAllocatorHandle(const BasicAllocatorHandle&) = delete;  // pools point back at the handle
   BasicAllocatorHandle& operator=(const BasicAllocatorHandle&) = delete;
 
   ~BasicAllocatorHandle() {
-    if constexpr (has_fork_locks) detail::fork_unregister(this);
+    this->leave_fork_guard();
     if constexpr (Shards::enabled) shards_.shutdown();  // retired blocks freed, thread bindings dropped
-    LeakReport r;
-    if constexpr (counts_live) r = leaks();
-    if (leak_report_ != nullptr) *leak_report_ = r;
-    if (print_leaks_ && (r.blocks != 0 || r.underflow))
-      std::fprintf(stderr, "sydra-alloc: leak: %llu blocks, %llu bytes still live when the %s handle was destroyed%s\n",
-                   static_cast<unsigned long long>(r.blocks), static_cast<unsigned long long>(r.bytes), Policy::name,
-                   r.underflow ? " (and more frees than allocations were counted: a double free?)" : "");
+    this->report_leaks();
   }
 
   // ---- Allocation fast path ------------------------------------------------
@@ -225,200 +200,7 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
 
   Allocator allocator() noexcept { return Allocator::of(*this); }
 
-  // ---- For a malloc built on the handle (lib/malloc/) ---------------------------
-  // C's free() and malloc_usable_size() do not know a block's length. A pooled
-  // block needs none (its slab knows its class); a fallback block needs a
-  // Fallback with usable_size() and free_unsized().
-  template <class F = Fallback>
-    requires requires(F& f, void* p) { f.free_unsized(p); }
-  SYDRA_FAST_PATH void free_unsized(void* mem) noexcept {
-    if constexpr (pooled) {
-      SlabMeta* m;
-      if (SYDRA_UNLIKELY(!Pagemap::lookup_flat(mem, m))) return free_unsized_unmapped(mem);  // no flat table
-      return free_unsized_in(m, mem);
-    } else {
-      free_unsized_fallback(mem);
-    }
-  }
 
- private:
-  template <class F = Fallback>
-  SYDRA_FAST_PATH void free_unsized_in(SlabMeta* m, void* mem) noexcept {
-    if (m == nullptr) return free_unsized_fallback(mem);
-    if constexpr (!checked) {  // the slab names the class; the same checks as a sized free
-      if (SYDRA_LIKELY(m->starts_block(mem))) return free_block(m, mem, m->block_size, 1);
-    }
-    return free_pooled(m, mem, m->block_size, 1);
-  }
-  template <class F = Fallback>
-  SYDRA_OUT_OF_LINE void free_unsized_unmapped(void* mem) noexcept {
-    free_unsized_in(Pagemap::lookup(mem), mem);
-  }
-  template <class F = Fallback>
-  SYDRA_OUT_OF_LINE void free_unsized_fallback(void* mem) noexcept {
-    if (mem == nullptr) return;
-    if constexpr (profiled) prof_.forget(mem);
-    fallback_.free_unsized(mem);
-    detail::idle_poll();  // as free_fallback: due decommits and trims run where a call is already slow
-  }
-
- public:
-  // calloc(): a zero-filled block. Pooled blocks are cleared here; a
-  // fallback that knows which of its pages are fresh from the kernel
-  // (LibcHeap: glibc's calloc) clears only the others, which for a large
-  // block is most of its cost.
-  void* alloc_zeroed(std::size_t len, std::size_t align) noexcept {
-    if constexpr (requires(Fallback& f) { f.alloc_zeroed(len, align); }) {
-      if (!poolable(len, align)) {
-        if constexpr (profiled) {
-          if (SYDRA_UNLIKELY(prof::due(len))) {
-            void* p = alloc_sampled(len, align);
-            if (p != nullptr) std::memset(p, 0, len);
-            return p;
-          }
-        }
-        align = normalize_align(align);
-        if (SYDRA_UNLIKELY(!valid_request(len, align))) return refuse_request(len, align);
-        detail::idle_poll();
-        void* p = fallback_.alloc_zeroed(len, align);
-        if (SYDRA_UNLIKELY(p == nullptr) && give_back_after_failure()) p = fallback_.alloc_zeroed(len, align);
-        return p;
-      }
-    }
-    void* p = alloc(len, align);
-    if (p != nullptr) std::memset(p, 0, len);
-    return p;
-  }
-  template <class F = Fallback>
-    requires requires(F& f, const void* p) { f.usable_size(p); }
-  std::size_t usable_size(const void* mem) noexcept {
-    if (mem == nullptr) return 0;
-    if constexpr (pooled) {
-      if (SlabMeta* m = Pagemap::lookup(mem)) {
-        check_block(m, const_cast<void*>(mem), m->block_size, 1, false);
-        return m->block_size;
-      }
-    }
-    return fallback_.usable_size(mem);
-  }
-
-  // fork() in a threaded process, for every handle with a lock: it registers
-  // with detail/fork_guard.hpp when built, whose pthread_atfork handlers take
-  // the process-wide locks (the thread registry's, the idle list's) once and
-  // call these for each handle. Every lock of every layer is taken before the
-  // fork in the order the paths nest them (retire bags, CPU caches and
-  // buckets, slab pool, fallback), and released after it in the parent and
-  // in the child, so the child never inherits a lock that a thread it does
-  // not have was holding.
-  void fork_prepare() noexcept {
-    if constexpr (requires { shards_.fork_lock(); }) shards_.fork_lock();
-    if constexpr (requires { buckets_.fork_lock(); }) buckets_.fork_lock();
-    if constexpr (requires { pool_.fork_lock(); }) pool_.fork_lock();
-    if constexpr (requires { fallback_.fork_lock(); }) fallback_.fork_lock();
-    if constexpr (profiled) prof_.fork_lock();  // a leaf: a free under another lock may take it
-  }
-  void fork_release() noexcept {
-    if constexpr (profiled) prof_.fork_unlock();
-    if constexpr (requires { fallback_.fork_unlock(); }) fallback_.fork_unlock();
-    if constexpr (requires { pool_.fork_unlock(); }) pool_.fork_unlock();
-    if constexpr (requires { buckets_.fork_unlock(); }) buckets_.fork_unlock();
-    if constexpr (requires { shards_.fork_unlock(); }) shards_.fork_unlock();
-  }
-  // In the child, before the locks go: the pool takes back the slabs that a
-  // thread the child does not have was decommitting outside its lock.
-  void fork_child() noexcept {
-    if constexpr (requires { pool_.fork_child(); }) pool_.fork_child();
-    fork_release();
-  }
-  // In the child, after the threads it does not have were given their exit:
-  // what they held outside any binding (see ShardLayer::fork_settle).
-  void fork_settle() noexcept {
-    if constexpr (requires { shards_.fork_settle(); }) shards_.fork_settle();
-  }
-
-  // realloc(): a remap that knows neither the block's length nor its
-  // alignment (malloc's). Pooled blocks: the slab's class; fallback blocks:
-  // a Fallback with remap_unsized(). nullptr leaves the block as it was.
-  template <class F = Fallback>
-    requires requires(F& f, void* p) { f.remap_unsized(p, std::size_t{}); }
-  void* remap_unsized(void* mem, std::size_t new_len) noexcept {
-    constexpr std::size_t align = max_pooled_alignment;
-    if (!valid_request(new_len, align)) return nullptr;
-    if constexpr (pooled) {
-      if (SlabMeta* m = Pagemap::lookup(mem)) {
-        check_block(m, mem, m->block_size, 1, false);
-        if (same_class(m, new_len, align)) return mem;
-        return move_unsized(mem, m->block_size, new_len);  // across classes, or out to the fallback
-      }
-      if (poolable(new_len, align)) return move_unsized(mem, fallback_.usable_size(mem), new_len);  // into a pool
-    }
-    if constexpr (profiled) {
-      if (prof_.sampled(mem)) return move_unsized(mem, fallback_.usable_size(mem), new_len);
-    }
-    return fallback_.remap_unsized(mem, new_len);
-  }
-
-  // Live blocks and bytes across every layer that counts: what a destroyed
-  // handle reports.
-  static constexpr bool counts_live = LiveCounter<Fallback> || LiveCounter<Buckets> || LiveCounter<Shards>;
-
-  template <class F = Fallback>
-    requires(LiveCounter<F> || LiveCounter<Buckets> || LiveCounter<Shards>)
-  LeakReport leaks() noexcept {
-    LeakReport r;
-    if constexpr (LiveCounter<Fallback>) r += fallback_.live();
-    if constexpr (LiveCounter<Buckets>) r += buckets_.live();
-    if constexpr (LiveCounter<Shards>) r += shards_.live();
-    return r;
-  }
-
-  // Optional members are templates over a defaulted parameter, so an explicit
-  // instantiation of the handle (lib/modes.cpp) never instantiates one whose
-  // layer lacks it.
-
-  // ---- Stats -----------------------------------------------------------------
-  template <class F = Fallback>
-  Stats snapshot_stats() noexcept {
-    static_assert(StatsSource<F> || StatsSource<Buckets> || StatsSource<Shards>,
-                  "snapshot_stats() needs a layer that keeps stats: use Tracked<Heap> as the Fallback, or "
-                  "MutexBuckets<Lock, BucketFeatures{.stats = true}>, or ThreadShards<ShardFeatures{.stats = true}>");
-    Stats s;
-    s.mode = Policy::name;
-    s.classes.assign(Classes::sizes.begin(), Classes::sizes.end());
-    if constexpr (StatsSource<Fallback>) fallback_.collect_stats(s);
-    if constexpr (StatsSource<Buckets>) buckets_.collect_stats(s);
-    if constexpr (StatsSource<Shards>) shards_.collect_stats(s);
-    if constexpr (StatsSource<Buckets> && StatsSource<Shards>) {
-      for (const BucketStats& b : s.buckets) s.shards.alloc_misses += b.allocations;
-    }
-    if constexpr (pooled) {
-      s.has_memory = true;
-      s.memory = pool_.stats();
-    }
-    return s;
-  }
-
-  // ---- Epochs ------------------------------------------------------------------
-  // Empty optionals when no shard manager runs (allocator_shards = 0, or it
-  // could not be created), exactly as in the seed. enter_epoch() is also
-  // empty when this thread cannot take part (no memory for its epoch slot,
-  // or the thread is exiting): an empty result always means "not pinned, do
-  // not read shared structures that rely on the epoch". pin() wraps both.
-  template <class S = Shards>
-    requires(detail::layer_has_epochs<S>())
-  std::optional<std::uint64_t> enter_epoch() noexcept {
-    return shards_.enter_epoch();
-  }
-  template <class S = Shards>
-    requires(detail::layer_has_epochs<S>())
-  void leave_epoch(std::uint64_t observed) noexcept {
-    shards_.leave_epoch(observed);
-  }
-  template <class S = Shards>
-    requires(detail::layer_has_epochs<S>())
-  std::optional<std::uint64_t> advance_epoch() noexcept {
-    return shards_.advance_epoch();
-  }
   // A pin held for the guard's lifetime (epoch/epoch_guard.hpp); an empty
   // guard, whose why() says so, where the policy has no epochs.
   EpochGuard<BasicAllocatorHandle> pin() noexcept {
@@ -447,61 +229,16 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return shards_.retire(mem, len, align);
   }
 
-  // Reclaims what the epoch invariant allows: every retired block, and the
-  // remote frees of the caller's own shard and of every unowned shard (a
-  // shard another live thread owns takes its own at its next fill). Safe
-  // from any thread. Returns the blocks made reusable.
-  template <class S = Shards>
-    requires(S::enabled)
-  std::size_t collect_garbage() noexcept {
-    const std::size_t n = shards_.collect();
-    pool_.tick();
-    return n;
-  }
-
-  // ---- Memory ------------------------------------------------------------------
-  // Gives free memory back: the calling thread's shard and every unowned
-  // shard, and every CPU's cache, return their free blocks to their slabs;
-  // empty slabs beyond keep_bytes (default: the retain budget) are decommitted,
-  // and chunks left with no slab in use and none retained are released
-  // (address space too). Returns the bytes decommitted.
-  template <class S = Shards>
-    requires(pooled)
-  std::size_t trim() noexcept {
-    return trim(pool_.options().retain_bytes);
-  }
-  template <class S = Shards>
-    requires(pooled)
-  std::size_t trim(std::size_t keep_bytes) noexcept {
-    if constexpr (Shards::enabled) shards_.drain();
-    if constexpr (Buckets::enabled) buckets_.drain();
-    const std::size_t freed = pool_.trim(keep_bytes);
-    detail::idle_poll();  // then other pools' surplus that is due, while we are here
-    return freed;
-  }
-
-  // ---- Heap profiles (a policy with `using Profiling = HeapProfiling;`) ----------
-  // nullptr when the handle was built with profiling.enabled = false.
-  template <class P = Profiler>
-    requires(P::enabled)
-  prof::HeapProfile* heap_profile() noexcept {
-    return prof_.profile();
-  }
-
-  Fallback& fallback() noexcept { return fallback_; }
-  Shards& shards() noexcept { return shards_; }
-  Buckets& buckets() noexcept { return buckets_; }
-  Pool& pool() noexcept { return pool_; }
-
  private:
+  using Layers::fallback_;
+  using Layers::buckets_;
+  using Layers::shards_;
+  using Layers::prof_;
+  using Layers::give_back_after_failure;
+
   static void free_thunk(void* self, void* mem, std::size_t len, std::size_t align) noexcept {
     static_cast<BasicAllocatorHandle*>(self)->free(mem, len, align);
   }
-  static constexpr detail::ForkHooks fork_hooks{
-      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_prepare(); },
-      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_release(); },
-      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_child(); },
-      [](void* h) noexcept { static_cast<BasicAllocatorHandle*>(h)->fork_settle(); }};
 
   static constexpr bool poolable(std::size_t len, std::size_t align) noexcept {
     return len <= Classes::max_size && align <= max_pooled_alignment &&
@@ -574,21 +311,6 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     return p;
   }
 
-  // An allocation failed: the caches this thread can reach give their blocks
-  // back to their slabs (as trim() does), and every chunk with no slab in use
-  // is released, address space and all, so that the retry, in the pool or
-  // in the fallback, can map it again. False when there is nothing to give
-  // back (no pooled layer): the caller does not retry.
-  SYDRA_SLOW_PATH bool give_back_after_failure() noexcept {
-    if constexpr (pooled) {
-      if constexpr (Shards::enabled) shards_.drain();
-      if constexpr (Buckets::enabled) buckets_.drain();
-      pool_.give_back_for_retry();
-      return true;
-    } else {
-      return false;
-    }
-  }
   // Hardened policies: a freed pooled block carries a canary in its second
   // word (the per-process secret mixed with its address), written by the free
   // and cleared when the block is handed out again. A free that finds its
@@ -693,23 +415,6 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     free(mem, len, align);
     return p;
   }
-
-  template <class F = Fallback>  // a template, as remap_unsized(): only for a Fallback with free_unsized()
-  void* move_unsized(void* mem, std::size_t usable, std::size_t new_len) noexcept {
-    void* p = alloc(new_len, max_pooled_alignment);
-    if (p == nullptr) return nullptr;  // the old block stays valid
-    std::memcpy(p, mem, std::min(usable, new_len));
-    free_unsized(mem);
-    return p;
-  }
-
-  [[no_unique_address]] Fallback fallback_;
-  [[no_unique_address]] Pool pool_;
-  [[no_unique_address]] Buckets buckets_;
-  [[no_unique_address]] Shards shards_;
-  LeakReport* leak_report_;
-  bool print_leaks_;
-  [[no_unique_address]] Profiler prof_;
 };
 
 }  // namespace SYDRA_ALLOC_ABI

@@ -61,7 +61,11 @@ struct SmallPoolPolicy : SmallPoolPolicyWith<4, true, true> {};
 // The seed's small_pool exactly: the same, pooling 16-256 B in 9 classes.
 struct SeedSmallPoolPolicy : SmallPoolPolicyWith<4, true, true, seed_spec> {};
 
-// Common instantiations live in lib/modes.cpp.
+// Common instantiations live in lib/modes.cpp, each handle's layers first
+// (handle/layers.hpp: a base, which the handle's instantiation does not make).
+extern template class detail::HandleLayers<DefaultPolicy>;
+extern template class detail::HandleLayers<MimallocPolicy>;
+extern template class detail::HandleLayers<SmallPoolPolicy>;
 extern template class BasicAllocatorHandle<DefaultPolicy>;
 extern template class BasicAllocatorHandle<MimallocPolicy>;
 extern template class BasicAllocatorHandle<SmallPoolPolicy>;
@@ -97,6 +101,7 @@ using AllocatorHandle = BasicAllocatorHandle<ConfiguredPolicy>;
 
 // Instantiated by the library built for this mode only: linking against a
 // library configured for another mode fails here.
+extern template class detail::HandleLayers<ConfiguredPolicy>;
 extern template class BasicAllocatorHandle<ConfiguredPolicy>;
 
 #undef SYDRA_ALLOC_MODE_NAMESPACE

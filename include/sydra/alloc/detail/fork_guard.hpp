@@ -11,9 +11,9 @@
 //            other way round), each in the order its own paths nest them;
 //   parent   releases them all;
 //   child    releases each handle's locks and repairs what a thread that is
-//            gone left half done (fork_child() in handle.hpp), then gives
-//            back every binding of the threads the child does not have, as if
-//            they had exited, then lets each handle release what such a
+//            gone left half done (fork_child() in handle/layers.hpp), then
+//            gives back every binding of the threads the child does not have,
+//            as if they had exited, then lets each handle release what such a
 //            thread held outside any binding (fork_settle()), and releases
 //            the registry's lock.
 // Nothing here allocates: the table is static.

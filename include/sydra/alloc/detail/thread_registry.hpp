@@ -79,7 +79,7 @@ std::uint64_t new_thread_token() noexcept;
 
 // fork(): the registry lock is taken before fork and released in both
 // processes after it, so a child never inherits it held (see fork_prepare()
-// in handle.hpp for the order of all the locks).
+// in handle/layers.hpp for the order of all the locks).
 void registry_fork_lock() noexcept;
 void registry_fork_unlock() noexcept;
 // In the child, under the registry lock: every binding of a thread other

@@ -12,13 +12,17 @@
 //   owner_slabs.hpp  a shard's state, and its owner's slabs: per class, the
 //                    head the fast path pops (the current slab's blocks) and
 //                    the slabs with their own free lists
+//   shard_table.hpp  the shards, and which thread owns each
+//   bindings.hpp     each thread's binding (its shard, epoch slot and retire
+//                    bag) and the registry entry the fast path reads
 //   remote_free.hpp  other threads' frees: onto the block's slab's
 //                    thread_free, and news of it to the owner
 //   counts.hpp       snapshot counting: stats rows and the leak report
 //   epochs.hpp       enter/leave/advance, retire and the retire bags
-// and owns what ties them together: which thread holds which shard (each
-// thread's binding), the sending side of remote frees (per-slab batches in
-// the owner's cache/remote_cache.hpp), and the order of the slow paths.
+// and owns what ties them together: when a thread takes a shard and what it
+// gives back when it leaves, the sending side of remote frees (per-slab
+// batches in the owner's cache/remote_cache.hpp), and the order of the slow
+// paths.
 #pragma once
 
 #include <sydra/alloc/detail/thread_registry.hpp>
@@ -26,10 +30,12 @@
 #include <sydra/alloc/mixin/stats.hpp>
 #include <sydra/alloc/heap/audited.hpp>
 #include <sydra/alloc/policy/pool_options.hpp>
+#include <sydra/alloc/shard/bindings.hpp>
 #include <sydra/alloc/shard/counts.hpp>
 #include <sydra/alloc/shard/epochs.hpp>
 #include <sydra/alloc/shard/owner_slabs.hpp>
 #include <sydra/alloc/shard/remote_free.hpp>
+#include <sydra/alloc/shard/shard_table.hpp>
 
 #include <algorithm>
 #include <array>
@@ -80,33 +86,20 @@ class ShardLayer final : public detail::ThreadHost {
         epochs_(backing, hooks.free_fn, hooks.ctx) {
     const std::size_t n = options.shards == PoolOptions::policy_shards ? Features.count : options.shards;
     if (n == 0) return;  // seed: allocator_shards = 0 -> no manager
-    void* mem = backing.alloc(n * sizeof(Shard), alignof(Shard));
-    if (mem == nullptr) return;  // seed: a manager that cannot be created -> no shards
-    shards_ = static_cast<Shard*>(mem);
-    for (std::size_t i = 0; i < n; ++i) {
-      Shard* s = ::new (&shards_[i]) Shard(static_cast<std::uint32_t>(i));
-      s->carve_bytes = static_cast<std::uint32_t>(std::clamp<std::size_t>(options.shard_cache.carve_bytes, 1, slab_bytes));
-    }
-    id_ = detail::register_host(this);
-    slot_ = static_cast<std::uint32_t>(id_ % detail::ThreadCache::ways);
-    entry_offset_ = slot_ * sizeof(detail::ThreadEntry);
-    if (id_ == 0) {  // no room in the thread registry: no manager, as when the array cannot be made
-      for (std::size_t i = 0; i < n; ++i) shards_[i].~Shard();
-      backing.free(shards_, n * sizeof(Shard), alignof(Shard));
-      shards_ = nullptr;
+    const auto carve = static_cast<std::uint32_t>(std::clamp<std::size_t>(options.shard_cache.carve_bytes, 1, slab_bytes));
+    if (!table_.make(backing, n, carve)) return;  // seed: a manager that cannot be created -> no shards
+    if (!bindings_.join(this)) {  // no room in the thread registry: no manager, as when the array cannot be made
+      table_.unmake(backing);
       return;
     }
-    count_ = n;
-    entry_id_ = id_;
-    available_.store(n, std::memory_order_relaxed);
+    table_.open();
+    bindings_.open();
   }
   ShardLayer(const ShardLayer&) = delete;
   ShardLayer& operator=(const ShardLayer&) = delete;
   ~ShardLayer() {
     shutdown();
-    if (shards_ == nullptr) return;
-    for (std::size_t i = 0; i < count_; ++i) shards_[i].~Shard();
-    backing_.free(shards_, count_ * sizeof(Shard), alignof(Shard));
+    table_.unmake(backing_);
   }
 
   // Before the handle counts its leaks: every thread's binding is dropped
@@ -120,14 +113,14 @@ class ShardLayer final : public detail::ThreadHost {
     down_ = true;
     if constexpr (Features.epochs) epochs_.report_pinned_at_shutdown();
     detail::unregister_host(
-        id_, [](void* self, void* state) { static_cast<ShardLayer*>(self)->drop(static_cast<Binding*>(state)); },
-        this);
+        bindings_.id(),
+        [](void* self, void* state) { static_cast<ShardLayer*>(self)->drop(static_cast<Binding*>(state)); }, this);
     if constexpr (Features.epochs) epochs_.reclaim_all();  // no lock held: the handle's free may run
-    for (std::size_t i = 0; i < count_; ++i) reclaim_shard(shards_[i], /*everything=*/true);
+    for (std::size_t i = 0; i < table_.size(); ++i) reclaim_shard(table_[i], /*everything=*/true);
   }
 
-  bool running() const noexcept { return count_ != 0; }
-  std::size_t shard_count() const noexcept { return count_; }
+  bool running() const noexcept { return table_.size() != 0; }
+  std::size_t shard_count() const noexcept { return table_.size(); }
 
   // fork(): the spare retire bags' lock; shards and remote frees take none.
   void fork_lock() noexcept {
@@ -137,47 +130,22 @@ class ShardLayer final : public detail::ThreadHost {
     if constexpr (Features.epochs) epochs_.fork_unlock();
   }
   // In a fork's child, once the departed threads' bindings are given back
-  // (detail/fork_guard.hpp): a shard still owned by a thread other than this
-  // one was held outside any binding at the fork (trim()'s drain empties
-  // unowned shards under a borrowed ownership; a thread taking a shard owns
-  // it before its binding says so). No one would ever release it: emptied
-  // and released here, and the count of free shards recomputed, since the
-  // fork may also have fallen between a take and its count.
+  // (detail/fork_guard.hpp): the shards they held outside any binding
+  // (ShardTable::settle_after_fork).
   void fork_settle() noexcept {
     if (!running()) return;
-    const std::uint64_t me = detail::thread_token();
-    std::size_t free_shards = 0;
-    for (std::size_t i = 0; i < count_; ++i) {
-      Shard& s = shards_[i];
-      const std::uint64_t owner = s.owner_thread.load(std::memory_order_acquire);
-      if (owner != 0 && owner != me && owner != Shard::abandoned_owner) {
-        if (s.caught_busy()) {
-          s.owner_thread.store(Shard::abandoned_owner, std::memory_order_release);
-          continue;
-        }
-        empty_shard(s);
-        s.owner_thread.store(0, std::memory_order_release);
-      }
-      if (s.owner_thread.load(std::memory_order_relaxed) == 0) ++free_shards;
-    }
-    available_.store(free_shards, std::memory_order_relaxed);
+    table_.settle_after_fork([this](Shard& s) { empty_shard(s); });
   }
 
   // ---- The fast path -----------------------------------------------------------
   // The handle reads this thread's entry once (entry(), bound()), then pops
   // from its shard's head (pop(); the shard's half is Shard::pop and
-  // Shard::push, shard/owner_slabs.hpp). No call on the way: an empty head
-  // returns nullptr and the handle's slow path fills it.
-  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept {
-    return *reinterpret_cast<const detail::ThreadEntry*>(
-        reinterpret_cast<const char*>(&detail::thread_cache.entries[0]) + entry_offset_);
-  }
-  // The entry is this layer's: the thread is bound (entry.hot is its shard,
-  // or no_shard_ for a thread that found none free).
-  SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return e.id == entry_id_; }
-  // Of a bound entry: the thread holds a shard. Asked only after a pop
-  // failed: a pop from no_shard_ always fails.
-  SYDRA_FAST_PATH static bool has_shard(const detail::ThreadEntry& e) noexcept { return e.hot != &no_shard_; }
+  // Shard::push, shard/owner_slabs.hpp; bound() and has_shard(),
+  // shard/bindings.hpp). No call on the way: an empty head returns nullptr
+  // and the handle's slow path fills it.
+  SYDRA_FAST_PATH const detail::ThreadEntry& entry() const noexcept { return bindings_.entry(); }
+  SYDRA_FAST_PATH bool bound(const detail::ThreadEntry& e) const noexcept { return bindings_.bound(e); }
+  SYDRA_FAST_PATH static bool has_shard(const detail::ThreadEntry& e) noexcept { return Bindings::has_shard(e); }
 
   // False when the head is empty (out is then untouched).
   SYDRA_FAST_PATH bool pop(void* shard, unsigned cls, void*& out) noexcept {
@@ -212,7 +180,7 @@ class ShardLayer final : public detail::ThreadHost {
     if (void* p = alloc_fast(cls)) return p;
     const detail::ThreadEntry& e = entry();
     auto* s = static_cast<Shard*>(e.hot);
-    if (!bound(e) || s == &no_shard_) return alloc_unbound(cls, bound(e));
+    if (!bound(e) || !has_shard(e)) return alloc_unbound(cls, bound(e));
     return alloc_refill(*s, cls);
   }
 
@@ -276,8 +244,7 @@ class ShardLayer final : public detail::ThreadHost {
       publish_all(*b->shard);
       n += reclaim_shard(*b->shard, false);
     }
-    for (std::size_t i = 0; i < count_; ++i)
-      with_unowned(shards_[i], [&](Shard& s) { n += reclaim_shard(s, false); });
+    table_.for_each_unowned([&](Shard& s) { n += reclaim_shard(s, false); });
     return n;
   }
 
@@ -286,7 +253,7 @@ class ShardLayer final : public detail::ThreadHost {
   void drain() noexcept {
     if (!running()) return;
     if (Binding* b = binding(); b != nullptr && b->shard != nullptr) empty_shard(*b->shard);
-    for (std::size_t i = 0; i < count_; ++i) with_unowned(shards_[i], [this](Shard& s) { empty_shard(s); });
+    table_.for_each_unowned([this](Shard& s) { empty_shard(s); });
   }
 
   void collect_stats(Stats& out) noexcept
@@ -295,46 +262,38 @@ class ShardLayer final : public detail::ThreadHost {
     out.has_shards = running();
     out.has_epochs = running() && Features.epochs;
     ShardSummary& sum = out.shards;
-    sum.shard_count = count_;
+    sum.shard_count = table_.size();
     if constexpr (Features.epochs) {
       if (!running()) return;  // no manager: the epoch fields stay zero, as has_epochs says
-      epochs_.summarize(sum, [this] { return retired_total(); });
+      epochs_.summarize(sum, [this] { return bindings_.retired_total(); });
     }
-    Counts{shards_, count_}.summarize(sum);
+    Counts{table_.data(), table_.size()}.summarize(sum);
   }
 
   LeakReport live() noexcept
     requires(Features.stats)
   {
     LeakReport r;
-    Counts{shards_, count_}.per_class([&r](unsigned c, std::uint64_t allocated, std::uint64_t returned) {
+    Counts{table_.data(), table_.size()}.per_class([&r](unsigned c, std::uint64_t allocated, std::uint64_t returned) {
       r += LeakReport::difference(allocated, returned, allocated * Classes::sizes[c], returned * Classes::sizes[c]);
     });
     return r;
   }
 
  private:
-  struct Binding {
-    Shard* shard = nullptr;
-    EpochDomain::Slot* slot = nullptr;
-    RetireBags::Bag* bag = nullptr;
-    Counter<> retired;
-  };
+  using Bindings = ShardBindings<Shard>;
+  using Binding = typename Bindings::Binding;
   static_assert(sizeof(Binding) == binding_bytes);
 
   Binding* binding() noexcept {
     if (down_) return nullptr;
-    detail::ThreadEntry* e = detail::thread_entry(id_, this);
+    detail::ThreadEntry* e = detail::thread_entry(bindings_.id(), this);
     return e != nullptr ? static_cast<Binding*>(e->state) : nullptr;
   }
 
   // ---- thread bindings -----------------------------------------------------------
-  void* make_thread_state() noexcept override {
-    void* mem = backing_.alloc(sizeof(Binding), alignof(Binding));
-    return mem != nullptr ? ::new (mem) Binding{} : nullptr;
-  }
-  void* hot_of(void* state) noexcept override { return hot(static_cast<Binding*>(state)->shard); }
-  static Shard* hot(Shard* s) noexcept { return s != nullptr ? s : &no_shard_; }
+  void* make_thread_state() noexcept override { return Bindings::make(backing_); }
+  void* hot_of(void* state) noexcept override { return Bindings::hot(static_cast<Binding*>(state)->shard); }
   void on_thread_exit(void* state) noexcept override { drop(static_cast<Binding*>(state)); }
 
   // A thread leaves (exit, or the layer's shutdown): its shard's heads go
@@ -346,48 +305,27 @@ class ShardLayer final : public detail::ThreadHost {
   // (Shard::busy), and is never handed out again.
   void drop(Binding* b) noexcept {
     if (b->shard != nullptr && b->shard->caught_busy()) {
-      b->shard->owner_thread.store(Shard::abandoned_owner, std::memory_order_release);
+      table_.abandon(*b->shard);
     } else if (b->shard != nullptr) {
       empty_shard(*b->shard);
-      b->shard->owner_thread.store(0, std::memory_order_release);
-      available_.fetch_add(1, std::memory_order_relaxed);
+      table_.give_back(*b->shard);
     }
-    if constexpr (Features.epochs) {
-      epochs_.release(b->slot, b->bag);
-      departed_retired_.fetch_add(b->retired.get(), std::memory_order_acq_rel);
-    }
-    b->~Binding();
-    backing_.free(b, sizeof(Binding), alignof(Binding));
+    if constexpr (Features.epochs) epochs_.release(b->slot, b->bag);
+    bindings_.destroy(backing_, b, Features.epochs);
   }
 
   // No shard in this thread's entry: bind, and take a shard if one is free.
   SYDRA_SLOW_PATH void* alloc_unbound(unsigned cls, bool bound) noexcept {
-    if (!running() || down_ || (bound && available_.load(std::memory_order_relaxed) == 0)) return nullptr;
-    detail::ThreadEntry* e = detail::thread_entry(id_, this);
+    if (!running() || down_ || (bound && table_.none_free())) return nullptr;
+    detail::ThreadEntry* e = detail::thread_entry(bindings_.id(), this);
     if (e == nullptr) return nullptr;
     auto* b = static_cast<Binding*>(e->state);
     if (b->shard == nullptr) {
-      b->shard = try_take_shard();
-      e->hot = hot(b->shard);
+      b->shard = table_.take();
+      e->hot = Bindings::hot(b->shard);
       if (b->shard == nullptr) return nullptr;
     }
     return alloc(cls);
-  }
-
-  Shard* try_take_shard() noexcept {
-    if (available_.load(std::memory_order_relaxed) == 0) return nullptr;
-    const std::uint64_t me = detail::thread_token();
-    const std::size_t start = next_.fetch_add(1, std::memory_order_relaxed) % count_;
-    for (std::size_t i = 0; i < count_; ++i) {
-      Shard& s = shards_[(start + i) % count_];
-      std::uint64_t expected = 0;
-      if (s.owner_thread.load(std::memory_order_relaxed) == 0 &&
-          s.owner_thread.compare_exchange_strong(expected, me, std::memory_order_acquire)) {
-        available_.fetch_sub(1, std::memory_order_relaxed);
-        return &s;
-      }
-    }
-    return nullptr;
   }
 
   EpochDomain::Slot* local_slot() noexcept
@@ -443,18 +381,6 @@ class ShardLayer final : public detail::ThreadHost {
     for (unsigned c = 0; c < Classes::count; ++c) s.empty(pool_, c, safe_below(false));
   }
 
-  // Runs f(s) holding an unowned shard as its owner would (no thread may take
-  // it meanwhile); nothing if some thread owns it.
-  template <class F>
-  void with_unowned(Shard& s, F&& f) noexcept {
-    std::uint64_t expected = 0;
-    if (s.owner_thread.load(std::memory_order_relaxed) != 0 ||
-        !s.owner_thread.compare_exchange_strong(expected, detail::thread_token(), std::memory_order_acquire))
-      return;
-    f(s);
-    s.owner_thread.store(0, std::memory_order_release);
-  }
-
   // ---- remote frees: sending, and taking back -------------------------------------
   void publish_all(Shard& s) noexcept {
     s.remote.flush([this, &s](typename Remote::Batch& batch) { publish(s, batch); });
@@ -480,41 +406,11 @@ class ShardLayer final : public detail::ThreadHost {
     return n;
   }
 
-  std::uint64_t retired_total() const noexcept {
-    struct Sum {
-      const ShardLayer* self;
-      std::uint64_t n;
-    } sum{this, 0};
-    detail::for_each_thread_state(
-        id_, 1, [](void* c, unsigned, void* state) { static_cast<Sum*>(c)->n += static_cast<Binding*>(state)->retired.get(); },
-        &sum,
-        [](void* c, unsigned) {  // under the same lock as the bindings: an exit moves its count here
-          auto* x = static_cast<Sum*>(c);
-          x->n = x->self->departed_retired_.load(std::memory_order_acquire);
-        });
-    return sum.n;
-  }
-
   Pool& pool_;
   Allocator backing_;
-  Shard* shards_ = nullptr;
-  std::size_t count_ = 0;
-  std::uint64_t id_ = 0;  // 0 never matches an entry: no manager
-  std::uint32_t slot_ = 0;  // id_'s entry in the thread cache
-  std::size_t entry_offset_ = 0;  // and its offset in the cache's entries
-  // What bound() compares an entry's id with: id_ once the layer runs, and
-  // before (or with no manager) an id no entry has, not even an empty one.
-  std::uint64_t entry_id_ = ~std::uint64_t{0};
-  // What a bound thread without a shard finds in its entry: a shard whose
-  // heads are always empty and that owns no slab, so that the fast paths
-  // need no null test (a pop from it fails, no free matches it). Never
-  // written; constant-initialized, as the malloc library may use a handle
-  // before any constructor has run.
-  static constinit inline Shard no_shard_{0};
+  Bindings bindings_;
+  ShardTable<Shard> table_;
   bool down_ = false;
-  std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> available_{0};
-  std::atomic<std::uint64_t> departed_retired_{0};
   std::uint32_t remote_batch_;  // remote frees per slab batched before they are published
   [[no_unique_address]] ShardEpochs<Features.epochs> epochs_;
 };

@@ -1,8 +1,8 @@
 // SlabPool: every slab a handle uses, from reservation to decommit.
 //
 //   chunk     a region of address space from the RegionSource (4 MiB first,
-//             doubling up to max_chunk_bytes), cut into 64 KiB slabs; its
-//             slabs' metadata sits in a separate dense array
+//             doubling up to max_chunk_bytes), cut into 64 KiB slabs
+//             (slab/chunks.hpp)
 //   fresh     a slab never handed out: address space only, nothing committed
 //   in use    owned by one class of one bucket or shard
 //   retained  empty, committed, kept for the next owner of any class
@@ -29,9 +29,8 @@
 #pragma once
 
 #include <sydra/alloc/diagnostics.hpp>
-#include <sydra/alloc/pal/os_memory.hpp>
+#include <sydra/alloc/slab/chunks.hpp>
 #include <sydra/alloc/slab/idle_return.hpp>
-#include <sydra/alloc/slab/pagemap.hpp>
 #include <sydra/alloc/slab/regions.hpp>
 #include <sydra/alloc/slab/slab_meta.hpp>
 
@@ -39,7 +38,6 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
-#include <new>
 #include <thread>
 
 namespace sydra::alloc {
@@ -81,8 +79,8 @@ template <RegionSource Regions = OsRegions>
 class SlabPool {
  public:
   SlabPool(const void* handle, const SlabPoolOptions& options, const typename Regions::Options& regions = {}) noexcept
-      : handle_(handle), options_(sanitized(options)), regions_(regions), next_chunk_bytes_(options_.chunk_bytes) {
-    if constexpr (takes_huge_pages) regions_.set_huge_pages(options_.huge_pages);
+      : options_(sanitized(options)),
+        chunks_(handle, options_.chunk_bytes, options_.max_chunk_bytes, options_.huge_pages, regions) {
     idle_.run = &run_idle;
     idle_.ctx = this;
     idle_.background_ms = options_.background_return_ms;
@@ -90,14 +88,9 @@ class SlabPool {
   }
   SlabPool(const SlabPool&) = delete;
   SlabPool& operator=(const SlabPool&) = delete;
-  ~SlabPool() {
-    detail::idle_unregister(idle_);  // first: no poller may be inside this pool below
-    for (Chunk* c = chunks_; c != nullptr;) {
-      Chunk* next = c->next;
-      give_back_chunk(c);
-      c = next;
-    }
-  }
+  // No poller may be inside this pool when its chunks go back (chunks_'s
+  // destructor, after this).
+  ~SlabPool() { detail::idle_unregister(idle_); }
 
   // A slab for `owner`'s class `cls` (blocks of block_size), or nullptr when
   // the region source and the pagemap are out of memory.
@@ -105,9 +98,9 @@ class SlabPool {
     std::lock_guard g(mu_);
     SlabMeta* m = take_retained();
     if (m == nullptr) m = take_decommitted();
-    if (m == nullptr) m = take_fresh();
+    if (m == nullptr) m = chunks_.take_fresh();
     if (m == nullptr) return nullptr;
-    if (m->last_class != no_class && m->last_class != cls) ++reused_across_;
+    if (m->last_class != Chunks::no_class && m->last_class != cls) ++reused_across_;
     m->owner = owner;
     m->free = nullptr;
     m->rfree = nullptr;
@@ -184,22 +177,22 @@ class SlabPool {
   MemoryStats stats() const noexcept {
     std::lock_guard g(mu_);
     MemoryStats s;
-    s.reserved_bytes = reserved_slabs_ * slab_bytes;
+    s.reserved_bytes = chunks_.reserved_slabs() * slab_bytes;
     s.in_use_bytes = in_use_ * slab_bytes;
     s.retained_bytes = retained_ * slab_bytes;
     s.committed_bytes = s.in_use_bytes + s.retained_bytes;
     s.decommitted_bytes = decommitted_ * slab_bytes;
-    s.metadata_bytes = metadata_bytes_;
-    s.chunks = chunks_count_;
+    s.metadata_bytes = chunks_.metadata_bytes();
+    s.chunks = chunks_.reserved();
     s.slabs_reused_across_classes = reused_across_;
     s.decommits = decommits_;
     s.retain_budget_bytes = options_.retain_bytes;
-    s.chunks_released = chunks_released_;
+    s.chunks_released = chunks_.released();
     s.oom_retries = oom_retries_.load(std::memory_order_relaxed);
     return s;
   }
 
-  const void* handle() const noexcept { return handle_; }
+  const void* handle() const noexcept { return chunks_.handle(); }
   const SlabPoolOptions& options() const noexcept { return options_; }
 
   // Every slab of every chunk, counted where it is: on the retained or the
@@ -216,19 +209,19 @@ class SlabPool {
   Audit audit() const noexcept {
     std::lock_guard g(mu_);
     Audit a;
-    for (const Chunk* c = chunks_; c != nullptr; c = c->next) a.reserved += c->slabs;
+    for (const Chunk* c = chunks_.first(); c != nullptr; c = c->next) a.reserved += c->slabs;
     std::uint64_t listed_retained = 0, listed_decommitted = 0;
     for (const SlabMeta* m = retained_head_; m != nullptr; m = m->next) ++listed_retained;
     for (const SlabMeta* m = decommitted_head_; m != nullptr; m = m->next) ++listed_decommitted;
     for (const SlabMeta* m = in_flight_victims_; m != nullptr; m = m->next) ++a.in_flight;
-    a.fresh = fresh_chunk_ != nullptr ? fresh_chunk_->slabs - fresh_next_ : 0;
+    a.fresh = chunks_.fresh_left();
     a.in_use = in_use_;
     a.retained = retained_;
     a.decommitted = decommitted_;
     a.listed_retained = listed_retained;
     a.listed_decommitted = listed_decommitted;
-    a.counted_reserved = reserved_slabs_;
-    a.exact = listed_retained == retained_ && listed_decommitted == decommitted_ && a.reserved == reserved_slabs_ &&
+    a.counted_reserved = chunks_.reserved_slabs();
+    a.exact = listed_retained == retained_ && listed_decommitted == decommitted_ && a.reserved == a.counted_reserved &&
               in_use_ + retained_ + decommitted_ + a.fresh + a.in_flight == a.reserved;
     return a;
   }
@@ -253,28 +246,12 @@ class SlabPool {
   }
 
  private:
-  static constexpr std::uint8_t no_class = 0xff;
-
-  struct Chunk {
-    Chunk* next;
-    char* base;
-    std::size_t slabs;
-    std::size_t meta_bytes;
-    SlabMeta* metas;
-  };
-
-  static constexpr bool takes_huge_pages = requires(Regions& r) { r.set_huge_pages(true); };
-
-  // The unit chunks come in: a slab, or a huge page when the source backs
-  // chunks with them (a chunk that is not a whole number of huge pages
-  // would leave its tail on small pages).
-  static std::size_t chunk_granule(const SlabPoolOptions& o) noexcept {
-    return takes_huge_pages && o.huge_pages ? pal::huge_page_bytes : slab_bytes;
-  }
+  using Chunks = SlabChunks<Regions>;
+  using Chunk = typename Chunks::Chunk;
 
   static SlabPoolOptions sanitized(SlabPoolOptions o) noexcept {
-    if (!takes_huge_pages) o.huge_pages = false;
-    const std::size_t g = chunk_granule(o);
+    if (!Chunks::takes_huge_pages) o.huge_pages = false;
+    const std::size_t g = Chunks::granule(o.huge_pages);
     auto round = [g](std::size_t n) { return n < g ? g : n / g * g; };
     o.chunk_bytes = round(o.chunk_bytes);
     o.max_chunk_bytes = round(o.max_chunk_bytes < o.chunk_bytes ? o.chunk_bytes : o.max_chunk_bytes);
@@ -301,64 +278,6 @@ class SlabPool {
     --decommitted_;
     return m;  // touching it commits it again (zero-filled)
   }
-  SlabMeta* take_fresh() noexcept {
-    if (fresh_chunk_ == nullptr || fresh_next_ == fresh_chunk_->slabs) {
-      if (!add_chunk()) return nullptr;
-    }
-    return &fresh_chunk_->metas[fresh_next_++];
-  }
-
-  // Reserves a chunk, halving the request down to one slab (one huge page)
-  // if the source cannot give the full size (a nearly full FixedArena), and
-  // publishes its slabs in the pagemap.
-  bool add_chunk() noexcept {
-    const std::size_t g = chunk_granule(options_);
-    for (std::size_t bytes = next_chunk_bytes_; bytes >= g; bytes = bytes / 2 / g * g) {
-      void* region = regions_.reserve(bytes);
-      if (region == nullptr) continue;
-      const std::size_t slabs = bytes / slab_bytes;
-      std::size_t meta_bytes = sizeof(Chunk) + slabs * sizeof(SlabMeta);
-#if SYDRA_ALLOC_CHECKED
-      meta_bytes += slabs * live_bitmap_words * sizeof(std::uint64_t);
-#endif
-      meta_bytes = (meta_bytes + pal::page_bytes - 1) / pal::page_bytes * pal::page_bytes;
-      void* meta = pal::reserve(meta_bytes, pal::page_bytes);
-      if (meta == nullptr) {
-        regions_.release(region, bytes);
-        return false;
-      }
-      auto* c = ::new (meta) Chunk{chunks_, static_cast<char*>(region), slabs, meta_bytes, nullptr};
-      char* arrays = static_cast<char*>(meta) + ((sizeof(Chunk) + 63) & ~std::size_t{63});
-      c->metas = reinterpret_cast<SlabMeta*>(arrays);
-      for (std::size_t i = 0; i < slabs; ++i) {
-        SlabMeta* m = ::new (&c->metas[i]) SlabMeta{};
-        m->handle = handle_;
-        m->base = c->base + i * slab_bytes;
-        m->kind = SlabKind::empty;
-        m->last_class = no_class;
-#if SYDRA_ALLOC_CHECKED
-        m->live = reinterpret_cast<std::atomic<std::uint64_t>*>(arrays + slabs * sizeof(SlabMeta)) +
-                  i * live_bitmap_words;
-#endif
-      }
-      if (!Pagemap::insert(c->base, slabs, c->metas)) {
-        regions_.release(region, bytes);
-        pal::release(meta, meta_bytes);
-        return false;
-      }
-      track::on_new_region(c->base, bytes);  // poisoned until blocks are handed out
-      chunks_ = c;
-      ++chunks_count_;
-      reserved_slabs_ += slabs;
-      metadata_bytes_ += meta_bytes;
-      fresh_chunk_ = c;
-      fresh_next_ = 0;
-      if (next_chunk_bytes_ < options_.max_chunk_bytes) next_chunk_bytes_ *= 2;
-      return true;
-    }
-    return false;
-  }
-
   // Decommits retained slabs, oldest first, while more than `keep` bytes are
   // retained and (unless `now_all`) the oldest has been empty long enough.
   // The victims leave the retained list under the lock, are decommitted
@@ -400,7 +319,7 @@ class SlabPool {
     // reads while a batch is in flight.
     std::size_t freed = 0;
     for (SlabMeta* m = victims; m != nullptr; m = m->next) {
-      m->committed = !regions_.decommit(m->base, slab_bytes);  // false: a source that cannot (a FixedArena)
+      m->committed = !chunks_.decommit(*m);
       if (!m->committed) freed += slab_bytes;
     }
     std::lock_guard g(mu_);
@@ -460,25 +379,15 @@ class SlabPool {
     pool->decommit(pool->options_.retain_bytes, now, false);
   }
 
-  // Whether a released region can be reserved again: a FixedArena's cannot
-  // (its release is a no-op), so its chunks stay until the pool is destroyed.
-  static constexpr bool releases_regions = [] {
-    if constexpr (requires { Regions::reuses_released_regions; }) return Regions::reuses_released_regions;
-    else return true;
-  }();
-
-  bool slab_is_fresh(const Chunk* c, std::size_t i) const noexcept { return c == fresh_chunk_ && i >= fresh_next_; }
-
   // Releases every chunk none of whose slabs is owned (and, with
   // keep_retained, none retained). Its slabs leave the pool's lists; the
   // pagemap entries are cleared before the memory goes, so a lookup never
   // returns a record of a released chunk once erase returns.
   std::size_t release_empty_chunks(bool keep_retained) noexcept {
-    if constexpr (!releases_regions) {
+    if constexpr (!Chunks::releases_regions) {
       (void)keep_retained;
       return 0;
     } else {
-      Chunk* dead = nullptr;
       for (;;) {
         std::unique_lock g(mu_);
         if (in_flight_ != 0) {  // a decommit holds slabs on no list: wait it out (it is short)
@@ -486,49 +395,21 @@ class SlabPool {
           std::this_thread::yield();
           continue;
         }
-        for (Chunk** link = &chunks_; *link != nullptr;) {
-          Chunk* c = *link;
-          if (!releasable(c, keep_retained)) {
-            link = &c->next;
-            continue;
-          }
-          *link = c->next;
-          for (std::size_t i = 0; i < c->slabs; ++i) {
-            SlabMeta* m = &c->metas[i];
-            if (slab_is_fresh(c, i)) continue;  // on no list
+        Chunk* dead = chunks_.unlink_empty(keep_retained, [this](const Chunk& c) {
+          for (std::size_t i = 0; i < c.slabs; ++i) {
+            SlabMeta* m = &c.metas[i];
+            if (chunks_.is_fresh(c, i)) continue;  // on no list
             if (m->committed) unlink_retained(m);
             else unlink_decommitted(m);
           }
-          if (c == fresh_chunk_) fresh_chunk_ = nullptr;
-          reserved_slabs_ -= c->slabs;
-          metadata_bytes_ -= c->meta_bytes;
-          ++chunks_released_;
-          c->next = dead;
-          dead = c;
-        }
+        });
         retained_bytes_.store(retained_ * slab_bytes, std::memory_order_relaxed);
         // Still under the lock: a RegionSource need not be thread-safe
         // (regions.hpp), and reserve() runs under this lock. Rare: trim()
         // and out-of-memory retries only.
-        std::size_t bytes = 0;
-        for (Chunk* c = dead; c != nullptr;) {
-          Chunk* next = c->next;
-          bytes += c->slabs * slab_bytes;
-          give_back_chunk(c);
-          c = next;
-        }
-        return bytes;
+        return chunks_.give_back(dead);
       }
     }
-  }
-
-  bool releasable(const Chunk* c, bool keep_retained) const noexcept {
-    for (std::size_t i = 0; i < c->slabs; ++i) {
-      const SlabMeta& m = c->metas[i];
-      if (m.kind != SlabKind::empty) return false;
-      if (keep_retained && m.committed && !slab_is_fresh(c, i)) return false;
-    }
-    return true;
   }
 
   void unlink_retained(SlabMeta* m) noexcept {
@@ -545,30 +426,14 @@ class SlabPool {
     --decommitted_;
   }
 
-  // The pagemap first, so that no lookup finds the chunk's records once they
-  // are gone; then the slabs' address space; then the records.
-  void give_back_chunk(Chunk* c) noexcept {
-    Pagemap::erase(c->base, c->slabs);
-    track::on_release_region(c->base, c->slabs * slab_bytes);
-    regions_.release(c->base, c->slabs * slab_bytes);
-    pal::release(c, c->meta_bytes);
-  }
-
-  const void* handle_;
   SlabPoolOptions options_;
-  Regions regions_;
+  Chunks chunks_;  // under mu_, but for decommit()
   mutable std::mutex mu_;
-  Chunk* chunks_ = nullptr;
-  Chunk* fresh_chunk_ = nullptr;
-  std::size_t fresh_next_ = 0;
-  std::size_t next_chunk_bytes_;
   SlabMeta* retained_head_ = nullptr;
   SlabMeta* retained_tail_ = nullptr;
   SlabMeta* decommitted_head_ = nullptr;
-  std::uint64_t retained_ = 0, decommitted_ = 0, in_use_ = 0, reserved_slabs_ = 0, chunks_count_ = 0;
-  std::uint64_t metadata_bytes_ = 0, reused_across_ = 0, decommits_ = 0;
+  std::uint64_t retained_ = 0, decommitted_ = 0, in_use_ = 0, reused_across_ = 0, decommits_ = 0;
   std::atomic<std::size_t> retained_bytes_{0};  // mirrors retained_ for tick()'s lock-free check
-  std::uint64_t chunks_released_ = 0;
   std::uint32_t in_flight_ = 0;   // a decommit between its two locked steps (at most one)
   SlabMeta* in_flight_victims_ = nullptr;  // its batch, linked through next
   bool cannot_decommit_ = false;  // the source refused once (a FixedArena): stop noting surplus
