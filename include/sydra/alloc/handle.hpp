@@ -138,11 +138,11 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     }
     if (SYDRA_UNLIKELY(m->handle != this)) return free_pooled(m, mem, len, align);  // reports it
     if constexpr (hardened) mark_freed(mem);
+    if constexpr (Shards::enabled) return free_not_owned(m, mem, cls, len, align);  // see alloc_per_cpu
     if constexpr (Buckets::enabled) {
-      if constexpr (Shards::enabled) return free_per_cpu(m, mem, cls, len, align);  // see alloc_per_cpu
       if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // this CPU's cache
     }
-    return route_pooled(m, mem, len, align);  // a remote or slow free
+    return route_pooled(m, mem, len, align);  // a slow free
   }
   // ---- End of the fast path --------------------------------------------------
 
@@ -155,12 +155,22 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
     }
     return alloc_slow(len, align, cls);
   }
-  SYDRA_OUT_OF_LINE void free_per_cpu(SlabMeta* m, void* mem, unsigned cls, std::size_t len,
-                                      std::size_t align) noexcept {
+  // A free of a block this thread's shard does not own, when the policy has
+  // shards: another shard's block goes into this thread's batch for its slab
+  // (no lock, nothing shared until the batch is sent); a bucket's block into
+  // this CPU's cache.
+  SYDRA_OUT_OF_LINE void free_not_owned(SlabMeta* m, void* mem, unsigned cls, std::size_t len,
+                                        std::size_t align) noexcept {
+    if constexpr (Shards::enabled) {  // (an explicit instantiation makes every member)
+      if (m->kind == SlabKind::shard) {
+        const detail::ThreadEntry& e = shards_.entry();
+        if (shards_.bound(e) && shards_.has_shard(e)) return shards_.free_remote(e.hot, m, mem);
+      }
+    }
     if constexpr (Buckets::enabled) {
       if (m->kind == SlabKind::bucket) return buckets_.free_class(cls, mem);  // no lock
     }
-    return route_pooled(m, mem, len, align);  // a remote or slow free
+    return route_pooled(m, mem, len, align);  // no shard here, or the slab is not in use
   }
 
  public:

@@ -191,6 +191,18 @@ class ShardLayer final : public detail::ThreadHost {
     free_slow(*static_cast<Shard*>(slab->owner), slab, p);
   }
 
+  // A block of another shard's slab m, freed by the thread that holds shard
+  // `mine` (its bound entry's hot): batched with the thread's other frees to
+  // that slab.
+  void free_remote(void* mine, SlabMeta* m, void* p) noexcept {
+    Shard& s = *static_cast<Shard*>(mine);
+    const unsigned cls = m->size_class;
+    track::on_take_back(p, Classes::sizes[cls]);
+    typename Shard::BusyScope busy(s);
+    s.remote_out[cls].bump();  // before the add: a publish may follow at once
+    s.remote.add(m, p, remote_batch_, [this, &s](typename Remote::Batch& batch) { publish(s, batch); });
+  }
+
   // ---- Epochs --------------------------------------------------------------------
   std::optional<std::uint64_t> enter_epoch() noexcept
     requires(Features.epochs)
@@ -360,14 +372,9 @@ class ShardLayer final : public detail::ThreadHost {
       owner.free_own(pool_, m, cls, p);
       return;
     }
-    track::on_take_back(p, Classes::sizes[cls]);
-    if (mine != nullptr) {  // batched with this thread's other frees to that slab
-      typename Shard::BusyScope busy(*mine);
-      mine->remote_out[cls].bump();  // before the add: a publish may follow at once
-      mine->remote.add(m, p, remote_batch_, [this, mine](typename Remote::Batch& batch) { publish(*mine, batch); });
-      return;
-    }
+    if (mine != nullptr) return free_remote(mine, m, p);
     // No shard here: one block, published at once.
+    track::on_take_back(p, Classes::sizes[cls]);
     auto* f = static_cast<FreeNode*>(p);
     publish_chain(m, f, f, 1);
   }
