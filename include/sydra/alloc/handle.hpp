@@ -123,9 +123,10 @@ class BasicAllocatorHandle : detail::PolicyRules<UserPolicy>,  // one readable e
   }
 
   // A free of the start of a block of slab m: its slab's free list (the
-  // owner), this CPU's cache, or the slow route. A slab that this thread's
-  // shard owns is this handle's (a handle's shards own only its slabs), so
-  // the owner's free, the common one, never reads the slab's handle word.
+  // owner), this thread's batch for another shard's slab, this CPU's cache,
+  // or the slow route. A slab that this thread's shard owns is this
+  // handle's (a handle's shards own only its slabs), so the owner's free,
+  // the common one, never reads the slab's handle word.
   SYDRA_FAST_PATH void free_block(SlabMeta* m, void* mem, std::size_t len, std::size_t align) noexcept {
     const unsigned cls = m->size_class;
     if constexpr (Shards::enabled) {
