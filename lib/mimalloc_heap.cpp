@@ -78,6 +78,8 @@ bool misaligned(const void* p, std::size_t align) noexcept {
 
 }  // namespace
 
+void mi_load() noexcept { (void)api(); }
+
 void* mi_alloc(std::size_t len, std::size_t align) noexcept {
   const MimallocApi& mi = api();
   if (mi.malloc_aligned == nullptr) return nullptr;  // the library could not be loaded

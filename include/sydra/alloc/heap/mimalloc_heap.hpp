@@ -10,6 +10,7 @@ namespace sydra::alloc {
 inline namespace SYDRA_ALLOC_ABI {
 
 namespace detail {
+void mi_load() noexcept;  // loads mimalloc (once per process)
 void* mi_alloc(std::size_t len, std::size_t align) noexcept;
 void* mi_remap(void* mem, std::size_t align, std::size_t new_len) noexcept;
 std::size_t mi_usable(const void* mem) noexcept;
@@ -19,8 +20,14 @@ void mi_release(void* mem) noexcept;
 class MimallocHeap {
  public:
   using Options = NoOptions;
-  MimallocHeap() = default;
-  explicit MimallocHeap(const Options&) noexcept {}
+  // mimalloc is loaded when the heap is built, not at its first allocation:
+  // a handle is built before the threads that use it, and loading it while
+  // another thread is being created can leave that thread's copy of
+  // mimalloc's thread-local heap pointer unset (glibc fills the static TLS
+  // of a dlopen'ed library into the threads that exist when it runs), and
+  // its first mi_malloc crashes on a null heap.
+  MimallocHeap() noexcept { detail::mi_load(); }
+  explicit MimallocHeap(const Options&) noexcept : MimallocHeap() {}
 
   void* alloc(std::size_t len, std::size_t align) noexcept { return detail::mi_alloc(len, normalize_align(align)); }
   // True only where the block already holds new_len (mi_usable_size).
